@@ -1,0 +1,482 @@
+"""Endpoint cooldowns and the gates that enforce them across threads, processes and hosts.
+
+Every Infobip endpoint has a cooldown (``POLICIES``). Before each request the hook asks a
+:class:`CooldownGate` for a **reservation** on a bucket (``"<key or account fingerprint>:<endpoint>"``):
+the gate atomically takes the bucket's next free slot, moves the next free slot one interval
+(plus :func:`safety_margin`) later, and the caller sleeps once until its slot. Slots are first come,
+first served and nobody polls. The arithmetic is the pure :func:`next_slot`; the backends only
+differ in where ``next_free`` lives and what makes the read-modify-write atomic:
+
+- :class:`MemoryGate`: a dict under a thread lock (threads of one process);
+- :class:`FileGate`: one small file per bucket under ``<state_dir>/cooldown/``, guarded by
+  ``fcntl.flock`` (processes on one host);
+- :class:`RedisGate`: one Lua script per reservation on the Redis server's own clock (processes on
+  many hosts, whatever their clock skew).
+
+:func:`make_gate` builds the backend a connection names, checks that it works, and caches one gate
+per process and configuration. A backend that cannot be reached raises
+:class:`~infobip_provider.errors.CooldownBackendError`: there is never a silent fallback to a
+weaker guarantee.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+from infobip_provider.errors import CooldownBackendError, InfobipConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EndpointPolicy:
+    """How often one Infobip endpoint may be called.
+
+    :param endpoint: the project's name for the endpoint (``"lists.add"``), also used by the sandbox.
+    :param interval: seconds between two calls at ``cooldown_scale`` 1.0; 0 means unpaced.
+    :param scope: ``"key"`` when Infobip counts per API key, ``"account"`` when per account.
+    """
+
+    endpoint: str
+    interval: float
+    scope: Literal["key", "account"]
+
+
+def _p(endpoint: str, interval: float, scope: Literal["key", "account"]) -> tuple[str, EndpointPolicy]:
+    return endpoint, EndpointPolicy(endpoint, interval, scope)
+
+
+#: Every endpoint the library calls. Intervals from the API contract (shared/infobip-api.md).
+POLICIES: dict[str, EndpointPolicy] = dict(
+    [
+        _p("account.balance", 0.0, "key"),
+        _p("lists.create", 2.0, "key"),
+        _p("lists.add", 10.0, "key"),
+        _p("lists.remove", 5.0, "key"),
+        _p("people.get", 0.2, "account"),
+        _p("people.list", 0.2, "account"),
+        _p("people.create", 0.1, "account"),
+        _p("people.update", 0.2, "account"),
+        _p("people.upsert", 0.2, "account"),
+        _p("tags.get", 0.2, "account"),
+        _p("tags.create", 0.2, "account"),
+        _p("tags.add", 0.2, "account"),
+        _p("tags.remove", 0.2, "account"),
+        _p("sms.send", 0.0, "account"),
+        _p("sms.logs", 0.5, "account"),
+        _p("sms.reports", 0.5, "account"),  # [assumed] same as logs: no limit is published
+        _p("sms.preview", 0.0, "account"),
+    ]
+)
+
+
+def fingerprint(secret: str) -> str:
+    """A short, irreversible name for a secret (API key) or an account, safe for keys and file names."""
+    return hashlib.sha256(("infobip-cooldown:" + secret).encode()).hexdigest()[:16]
+
+
+def safety_margin(interval: float) -> float:
+    """Extra spacing added to every slot so network jitter cannot make two arrivals too close."""
+    return 0.0 if interval <= 0 else min(0.02 * interval + 0.002, 0.25)
+
+
+# ---------------------------------------------------------------------------------- arithmetic
+@dataclass(frozen=True)
+class Reservation:
+    """One slot handed out by a gate, in the gate's clock (local time, or the Redis server's).
+
+    :param slot: when the caller may send.
+    :param now: when the reservation was taken.
+    """
+
+    slot: float
+    now: float
+
+    @property
+    def wait(self) -> float:
+        """Seconds the caller has to sleep before its slot."""
+        return max(self.slot - self.now, 0.0)
+
+
+def next_slot(next_free: float | None, now: float, interval: float) -> tuple[float, float]:
+    """The reservation step: ``(slot, new_next_free)`` for a bucket whose next free slot is ``next_free``.
+
+    ``slot = max(now, next_free)``; ``new_next_free = slot + interval + safety_margin(interval)``.
+    An unpaced bucket (``interval <= 0``) still honours a slot pushed back after a 429.
+    """
+    slot = now if next_free is None else max(now, next_free)
+    step = max(interval, 0.0) + safety_margin(interval)
+    return slot, slot + step
+
+
+def pushed_back(next_free: float | None, now: float, delay: float) -> float:
+    """The 429 step: the bucket's next free slot becomes at least ``now + delay`` (never earlier)."""
+    target = now + max(delay, 0.0)
+    return target if next_free is None else max(next_free, target)
+
+
+class SlotBook:
+    """The reservation arithmetic over a dict of buckets, with an injected clock; not thread safe.
+
+    :param clock: seconds (any epoch), e.g. ``time.time`` or a fake clock in tests.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._clock = clock
+        self.next_free: dict[str, float] = {}
+
+    def take(self, bucket: str, interval: float) -> Reservation:
+        now = self._clock()
+        slot, self.next_free[bucket] = next_slot(self.next_free.get(bucket), now, interval)
+        return Reservation(slot, now)
+
+    def push_back(self, bucket: str, delay: float) -> float:
+        self.next_free[bucket] = pushed_back(self.next_free.get(bucket), self._clock(), delay)
+        return self.next_free[bucket]
+
+
+# -------------------------------------------------------------------------------------- gates
+class CooldownGate(ABC):
+    """Hands out reservations: each caller gets the next free slot of a bucket and sleeps until it.
+
+    Backends implement :meth:`take` (atomic, never sleeps) and :meth:`push_back`; :meth:`reserve`
+    is ``take`` followed by one sleep.
+    """
+
+    #: the name :func:`make_gate` knows the backend by
+    backend = "abstract"
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+    ):
+        self._clock = clock
+        self._sleep = sleep
+
+    @abstractmethod
+    def take(self, bucket: str, interval: float) -> Reservation:
+        """Atomically take the next free slot of ``bucket`` and move it ``interval`` + margin later."""
+
+    def reserve(self, bucket: str, interval: float) -> float:
+        """Take the next free slot of ``bucket`` (spaced ``interval`` + margin), sleep until it.
+
+        :return: seconds slept.
+        """
+        wait = self.take(bucket, interval).wait
+        if wait > 0:
+            log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
+            self._sleep(wait)
+        return wait
+
+    @abstractmethod
+    def push_back(self, bucket: str, delay: float) -> None:
+        """After a 429: make the next free slot of ``bucket`` no earlier than now + ``delay``."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook for backends holding resources
+        """Release connections or files. Idempotent; the gate stays usable (it reconnects)."""
+
+
+def _endpoint_of(bucket: str) -> str:
+    return bucket.rpartition(":")[2]
+
+
+class MemoryGate(CooldownGate):
+    """Threads in one process: a :class:`SlotBook` under a lock."""
+
+    backend = "memory"
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+    ) -> None:
+        super().__init__(clock=clock, sleep=sleep)
+        self._lock = threading.Lock()
+        self._book = SlotBook(clock)
+
+    def take(self, bucket: str, interval: float) -> Reservation:
+        with self._lock:
+            return self._book.take(bucket, interval)
+
+    def push_back(self, bucket: str, delay: float) -> None:
+        with self._lock:
+            self._book.push_back(bucket, delay)
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_FILE_WIDTH = 31  # bytes of the number in a state file (+ newline): one small pwrite, never truncated
+
+
+class FileGate(CooldownGate):
+    """Processes on one host: one state file per bucket under ``<state_dir>/cooldown/``, ``flock``-ed.
+
+    Each reservation opens the bucket's file, takes an exclusive ``flock``, reads ``next_free``,
+    writes the new one, releases and closes; then the caller sleeps. A file descriptor is never
+    kept between reservations, so threads and forked children each lock their own open file.
+
+    :param state_dir: a local, writable folder shared by every process on the host.
+    :param clock: wall-clock seconds shared by all processes of the host (default ``time.time``).
+    """
+
+    backend = "file"
+
+    def __init__(
+        self,
+        state_dir: str | os.PathLike[str],
+        *,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(clock=clock, sleep=sleep)
+        self.directory = os.path.join(os.fspath(state_dir), "cooldown")
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            fd = os.open(os.path.join(self.directory, ".probe"), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.pwrite(fd, b"ok\n", 0)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise CooldownBackendError(
+                f"Cooldown file gate: state folder {self.directory!r} is not usable "
+                f"({exc.strerror or exc}); give the connection a writable local state_uri, "
+                "or use cooldown_backend 'redis'"
+            ) from exc
+
+    def path(self, bucket: str) -> str:
+        """The state file of ``bucket``: a readable, sanitised name plus a hash that keeps names distinct."""
+        digest = hashlib.sha256(bucket.encode()).hexdigest()[:10]
+        return os.path.join(self.directory, f"{_UNSAFE.sub('_', bucket)[:80]}-{digest}.slot")
+
+    def _update(
+        self, bucket: str, step: Callable[[float | None, float], tuple[float, float]]
+    ) -> tuple[float, float]:
+        """Run ``step(next_free, now) -> (result, new_next_free)`` under the bucket's file lock."""
+        try:
+            fd = os.open(self.path(bucket), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise CooldownBackendError(
+                f"Cooldown file gate: cannot open a state file in {self.directory!r} ({exc.strerror or exc})"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            raw = os.pread(fd, _FILE_WIDTH + 1, 0)
+            try:
+                next_free: float | None = float(raw) if raw.strip() else None
+            except ValueError:
+                log.warning(
+                    "Cooldown file gate: unreadable state file for %s, starting afresh", _endpoint_of(bucket)
+                )
+                next_free = None
+            now = self._clock()
+            result, new_next_free = step(next_free, now)
+            if new_next_free != next_free:
+                os.pwrite(fd, f"{new_next_free:.6f}".rjust(_FILE_WIDTH).encode() + b"\n", 0)
+            return result, now
+        except OSError as exc:
+            raise CooldownBackendError(
+                f"Cooldown file gate: state file I/O failed in {self.directory!r} ({exc.strerror or exc})"
+            ) from exc
+        finally:
+            os.close(fd)  # closing the only descriptor of this open file releases the flock
+
+    def take(self, bucket: str, interval: float) -> Reservation:
+        slot, now = self._update(bucket, lambda nf, now: next_slot(nf, now, interval))
+        return Reservation(slot, now)
+
+    def push_back(self, bucket: str, delay: float) -> None:
+        self._update(bucket, lambda nf, now: (0.0, pushed_back(nf, now, delay)))
+
+
+#: Reservation on the server's clock, in integer microseconds (exact in Lua's doubles).
+#: KEYS[1] bucket key; ARGV[1] interval + margin (us); ARGV[2] TTL grace (ms). Returns {slot - now, slot}.
+_RESERVE_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local slot = math.max(now, next_free)
+local new_free = slot + tonumber(ARGV[1])
+local ttl = math.floor((new_free - now) / 1000) + tonumber(ARGV[2])
+redis.call('SET', KEYS[1], string.format('%.0f', new_free), 'PX', ttl)
+return {slot - now, slot}
+"""
+
+#: After a 429: KEYS[1] bucket key; ARGV[1] delay (us); ARGV[2] TTL grace (ms). Returns the next free slot.
+_PUSH_BACK_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local next_free = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+local target = now + tonumber(ARGV[1])
+if target > next_free then
+  redis.call('SET', KEYS[1], string.format('%.0f', target), 'PX', math.floor((target - now) / 1000) + tonumber(ARGV[2]))
+  return target
+end
+return next_free
+"""
+
+
+def redact_url(url: str) -> str:
+    """``redis://user:secret@host:6379/0`` -> ``redis://host:6379/0``: safe for messages."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<unparseable url>"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+class RedisGate(CooldownGate):
+    """Processes on many hosts: one atomic Lua script per reservation, on the Redis server's clock.
+
+    Keys are ``infobip:cooldown:<bucket>`` holding the next free slot in microseconds of the
+    server's ``TIME``; each key expires ``ttl_grace`` after its next free slot has passed, when
+    it no longer matters, so idle buckets leave nothing behind.
+
+    :param url: ``redis://[user:password@]host:port/db`` (or ``rediss://``, ``unix://``).
+    :param ttl_grace: seconds a key outlives its next free slot.
+    :param socket_timeout: seconds to wait for the server on connect and on each call.
+    """
+
+    backend = "redis"
+    prefix = "infobip:cooldown:"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        ttl_grace: float = 1.0,
+        socket_timeout: float = 5.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(sleep=sleep)
+        self.url = redact_url(url)
+        self.ttl_grace_ms = max(int(ttl_grace * 1000), 1)
+        try:
+            import redis
+        except ImportError as exc:
+            raise CooldownBackendError(
+                "Cooldown backend 'redis' needs the redis package: pip install 'airflow-provider-infobip[redis]'"
+            ) from exc
+        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        try:
+            self._client: Any = redis.Redis.from_url(
+                url, socket_connect_timeout=socket_timeout, socket_timeout=socket_timeout
+            )
+            self._client.ping()
+        except (*self._errors, ValueError) as exc:
+            raise CooldownBackendError(
+                f"Cooldown backend 'redis' at {self.url} is unreachable ({type(exc).__name__}: {exc}); "
+                "fix cooldown_redis_url or start Redis. The gate never falls back to a weaker backend."
+            ) from exc
+        self._reserve = self._client.register_script(_RESERVE_LUA)
+        self._push_back = self._client.register_script(_PUSH_BACK_LUA)
+
+    def key(self, bucket: str) -> str:
+        return self.prefix + bucket
+
+    def _call(self, script: Any, bucket: str, arg_us: int) -> Any:
+        try:
+            return script(keys=[self.key(bucket)], args=[arg_us, self.ttl_grace_ms])
+        except self._errors as exc:
+            raise CooldownBackendError(
+                f"Cooldown backend 'redis' at {self.url} failed ({type(exc).__name__}: {exc})"
+            ) from exc
+
+    def take(self, bucket: str, interval: float) -> Reservation:
+        step_us = round((max(interval, 0.0) + safety_margin(interval)) * 1e6)
+        wait_us, slot_us = self._call(self._reserve, bucket, step_us)
+        slot = int(slot_us) / 1e6
+        return Reservation(slot, slot - int(wait_us) / 1e6)
+
+    def push_back(self, bucket: str, delay: float) -> None:
+        self._call(self._push_back, bucket, round(max(delay, 0.0) * 1e6))
+
+    def close(self) -> None:
+        self._client.connection_pool.disconnect()
+
+
+# ------------------------------------------------------------------------------------- factory
+BACKENDS = ("auto", "memory", "file", "redis")
+
+_gates: dict[tuple[str, str | None, str | None], CooldownGate] = {}
+_gates_lock = threading.Lock()
+
+
+def default_state_dir() -> str:
+    """The host-wide folder of the file gate when the connection names none."""
+    return os.path.join(tempfile.gettempdir(), "airflow-provider-infobip")
+
+
+def make_gate(backend: str, *, redis_url: str | None = None, state_dir: str | None = None) -> CooldownGate:
+    """Build the gate a connection asks for (``auto``|``memory``|``file``|``redis``), once per process.
+
+    ``auto`` is ``redis`` when ``redis_url`` is set, else ``file``. Gates are cached per
+    (backend, url, folder) so that every hook of a process shares one gate: for ``memory`` that
+    sharing is what makes the gate mean anything.
+
+    :raises InfobipConfigError: unknown backend, or ``redis`` without a URL.
+    :raises CooldownBackendError: the backend cannot be reached or used (checked here, at once).
+    """
+    name = (backend or "auto").strip().lower()
+    if name not in BACKENDS:
+        raise InfobipConfigError(f"cooldown_backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if name == "auto":
+        name = "redis" if redis_url else "file"
+    if name == "redis" and not redis_url:
+        raise InfobipConfigError("cooldown_backend 'redis' needs the connection extra cooldown_redis_url")
+    if name == "file":
+        state_dir = os.path.abspath(os.path.expanduser(state_dir or default_state_dir()))
+    cache_key = (name, redis_url if name == "redis" else None, state_dir if name == "file" else None)
+    with _gates_lock:
+        gate = _gates.get(cache_key)
+        if gate is None:
+            if name == "memory":
+                gate = MemoryGate()
+            elif name == "file":
+                gate = FileGate(state_dir)  # type: ignore[arg-type]
+            else:
+                gate = RedisGate(redis_url)  # type: ignore[arg-type]
+            _gates[cache_key] = gate
+            log.info("Cooldown gate: %s backend", name)
+        return gate
+
+
+def reset_gates() -> None:
+    """Forget the process-wide gates (tests, or after a configuration change)."""
+    with _gates_lock:
+        for gate in _gates.values():
+            gate.close()
+        _gates.clear()
+
+
+__all__ = [
+    "BACKENDS",
+    "POLICIES",
+    "CooldownGate",
+    "EndpointPolicy",
+    "FileGate",
+    "MemoryGate",
+    "RedisGate",
+    "Reservation",
+    "SlotBook",
+    "fingerprint",
+    "make_gate",
+    "next_slot",
+    "pushed_back",
+    "reset_gates",
+    "safety_margin",
+]

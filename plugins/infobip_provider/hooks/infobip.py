@@ -1,0 +1,636 @@
+"""InfobipHook: the one way this library talks to Infobip.
+
+Every request goes through :meth:`InfobipHook._request`, which reserves a slot from the
+cooldown gate, adds authentication, User-Agent and timeout, retries what is safe to retry
+and maps every error answer to a typed :mod:`infobip_provider.errors` exception. Endpoint
+methods are small and return plain data.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import random
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+import urllib3
+from airflow.sdk import BaseHook
+
+from infobip_provider import __version__
+from infobip_provider.cooldown import POLICIES, CooldownGate, fingerprint, make_gate
+from infobip_provider.errors import (
+    InfobipAuthError,
+    InfobipConfigError,
+    InfobipError,
+    InfobipNotFoundError,
+    InfobipRateLimitError,
+    InfobipTransportError,
+    error_from_response,
+)
+
+COOLDOWN_BACKENDS = ("auto", "memory", "file", "redis")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries inside a task.
+
+    :param max_attempts: tries for a retryable failure (5xx, no answer) of a call safe to repeat.
+    :param max_rate_limited: extra tries after 429 answers; they never spend an Airflow retry.
+    :param base: first backoff in seconds; doubles each try up to ``cap``, with full jitter.
+    """
+
+    max_attempts: int = 4
+    max_rate_limited: int = 6
+    base: float = 0.5
+    cap: float = 30.0
+
+    def backoff(self, attempt: int, rand: Callable[[], float] = random.random) -> float:
+        """Seconds to wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
+        ceiling = min(self.cap, self.base * 2 ** (attempt - 1))
+        return ceiling / 2 + rand() * ceiling / 2
+
+
+def parse_base_url(host: str | None) -> str:
+    """Turn the connection's host into a base URL: scheme optional (https assumed).
+
+    Plain ``http`` is accepted only for loopback hosts (the sandbox); anything else must use https.
+    """
+    raw = (host or "").strip().rstrip("/")
+    if not raw:
+        raise InfobipConfigError(
+            "The Infobip connection has no host: set it to your account's base URL, e.g. xxxxx.api.infobip.com"
+        )
+    if "://" not in raw:
+        raw = "https://" + raw
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InfobipConfigError(f"The Infobip base URL {raw!r} is not an http(s) URL with a host name")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise InfobipConfigError(
+            f"Refusing plain http for {parts.hostname}: the API key would travel unencrypted. "
+            "Use https (only loopback hosts such as the sandbox may use http)."
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+def _is_loopback(hostname: str) -> bool:
+    if hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def _float_extra(extras: dict[str, Any], name: str, default: float, minimum: float) -> float:
+    value = extras.get(name, default)
+    if value in (None, ""):
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InfobipConfigError(f"Connection extra {name!r} must be a number, got {value!r}") from None
+    if number < minimum:
+        raise InfobipConfigError(f"Connection extra {name!r} must be at least {minimum}, got {number}")
+    return number
+
+
+def default_state_uri() -> str:
+    """Where state lives when the connection names no ``state_uri``."""
+    home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
+    return os.path.join(home, "infobip_state")
+
+
+class InfobipHook(BaseHook):
+    """Talk to Infobip with the API key of an ``infobip`` connection, paced by every endpoint's cooldown.
+
+    :param infobip_conn_id: the connection: host = base URL, password = API key, extras as in
+        ``get_provider_info()`` (cooldown_scale, cooldown_backend, cooldown_redis_url, state_uri, timeout ...).
+    :param retry_policy: bounds of the retries inside a task.
+    """
+
+    conn_name_attr = "infobip_conn_id"
+    default_conn_name = "infobip_default"
+    conn_type = "infobip"
+    hook_name = "Infobip"
+
+    def __init__(
+        self,
+        infobip_conn_id: str = default_conn_name,
+        *,
+        retry_policy: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        **kwargs: Any,
+    ) -> None:
+        if "api_key" in kwargs:
+            raise InfobipConfigError(
+                "InfobipHook takes no api_key argument: put the key in the password of the "
+                f"connection {infobip_conn_id!r} (Airflow masks it)"
+            )
+        super().__init__(**kwargs)
+        self.infobip_conn_id = infobip_conn_id
+        self.retry_policy = retry_policy or RetryPolicy()
+        self._sleep = sleep
+        #: seconds spent waiting for cooldown slots and backoffs, per endpoint name
+        self.waited: dict[str, float] = {}
+        #: requests sent, per endpoint name
+        self.calls: dict[str, int] = {}
+
+    def __repr__(self) -> str:
+        return f"InfobipHook(infobip_conn_id={self.infobip_conn_id!r})"
+
+    # ----------------------------------------------------------------- settings
+    @cached_property
+    def _settings(self) -> dict[str, Any]:
+        conn = self.get_connection(self.infobip_conn_id)
+        api_key = (conn.password or "").strip()
+        if not api_key:
+            raise InfobipConfigError(
+                f"The connection {self.infobip_conn_id!r} has no API key: put it in the password field"
+            )
+        try:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(api_key)
+        except ImportError:  # pragma: no cover - older task SDKs
+            pass
+        extras = conn.extra_dejson or {}
+        backend = str(extras.get("cooldown_backend") or "auto").lower()
+        if backend not in COOLDOWN_BACKENDS:
+            raise InfobipConfigError(
+                f"Connection extra cooldown_backend must be one of {', '.join(COOLDOWN_BACKENDS)}, got {backend!r}"
+            )
+        base_url = parse_base_url(conn.host)
+        return {
+            "base_url": base_url,
+            "api_key": api_key,
+            "cooldown_scale": _float_extra(extras, "cooldown_scale", 1.0, 0.0),
+            "cooldown_backend": backend,
+            "cooldown_redis_url": extras.get("cooldown_redis_url") or None,
+            "state_uri": str(extras.get("state_uri") or default_state_uri()),
+            "timeout": _float_extra(extras, "timeout", 30.0, 0.1),
+            "application_id": extras.get("application_id") or None,
+            "entity_id": extras.get("entity_id") or None,
+            "sender": extras.get("sender") or None,
+            "key_scope": fingerprint(api_key),
+            "account_scope": fingerprint(urlsplit(base_url).netloc.lower()),
+        }
+
+    @property
+    def base_url(self) -> str:
+        return self._settings["base_url"]
+
+    @property
+    def state_uri(self) -> str:
+        return self._settings["state_uri"]
+
+    @property
+    def cooldown_scale(self) -> float:
+        return self._settings["cooldown_scale"]
+
+    @property
+    def defaults(self) -> dict[str, str | None]:
+        """The connection's message defaults: ``sender``, ``application_id``, ``entity_id``."""
+        return {k: self._settings[k] for k in ("sender", "application_id", "entity_id")}
+
+    @property
+    def key_fingerprint(self) -> str:
+        """A short irreversible name of the API key (for state paths and logs)."""
+        return self._settings["key_scope"]
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """One HTTP session per hook: connection pooling across every call of a task."""
+        import airflow
+
+        session = requests.Session()
+        session.headers.update(
+            {
+                "Authorization": f"App {self._settings['api_key']}",
+                "Accept": "application/json",
+                "User-Agent": f"airflow-provider-infobip/{__version__} apache-airflow/{airflow.__version__}",
+            }
+        )
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=16, max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        return session
+
+    @cached_property
+    def gate(self) -> CooldownGate:
+        """The cooldown gate the connection asks for; fails clearly when it cannot be reached."""
+        s = self._settings
+        state_dir = s["state_uri"]
+        if "://" in state_dir:
+            scheme, _, rest = state_dir.partition("://")
+            # The file gate needs a local folder; an object-store state_uri uses a local one beside it.
+            state_dir = rest if scheme == "file" else default_state_uri()
+        return make_gate(s["cooldown_backend"], redis_url=s["cooldown_redis_url"], state_dir=state_dir)
+
+    def interval(self, endpoint: str) -> float:
+        """Seconds between two calls of ``endpoint`` for this connection (policy × cooldown_scale)."""
+        return POLICIES[endpoint].interval * self.cooldown_scale
+
+    def bucket(self, endpoint: str) -> str:
+        """The gate key of ``endpoint``: an API-key or account fingerprint, never the key itself."""
+        policy = POLICIES[endpoint]
+        scope = self._settings["key_scope"] if policy.scope == "key" else self._settings["account_scope"]
+        return f"{scope}:{endpoint}"
+
+    # --------------------------------------------------------------- chokepoint
+    def _request(
+        self,
+        endpoint: str,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        params: dict[str, Any] | list[tuple[str, Any]] | None = None,
+        json_body: Any = None,
+        idempotent: bool,
+        max_attempts: int | None = None,
+    ) -> requests.Response:
+        """Send one request: reserve the cooldown slot, send, map errors, retry what is safe.
+
+        :param endpoint: the policy name (``"lists.add"``).
+        :param what: the call in the user's words, for messages.
+        :param idempotent: True when repeating the call changes nothing (reads, list add/remove,
+            tag add/remove, upserts). A call that is not (an SMS send) is never repeated after it may
+            have reached Infobip; a 429 is repeated for every call because Infobip did nothing.
+        :param max_attempts: overrides the retry policy's tries for 5xx and lost connections.
+        """
+        attempts = max_attempts or self.retry_policy.max_attempts
+        url = self.base_url + path
+        interval = self.interval(endpoint)
+        bucket = self.bucket(endpoint)
+        failures = 0
+        rate_limited = 0
+        while True:
+            waited = self.gate.reserve(bucket, interval)
+            self.waited[endpoint] = self.waited.get(endpoint, 0.0) + waited
+            self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
+            try:
+                response = self.session.request(
+                    method, url, params=params, json=json_body, timeout=self._settings["timeout"]
+                )
+            except requests.RequestException as exc:
+                error: InfobipError = _transport_error(exc, what)
+            else:
+                if response.status_code < 400:
+                    return response
+                error = error_from_response(
+                    response.status_code,
+                    _decode(response),
+                    what=what,
+                    retry_after=_retry_after(response.headers.get("Retry-After")),
+                )
+            if isinstance(error, InfobipRateLimitError):
+                rate_limited += 1
+                if rate_limited > self.retry_policy.max_rate_limited:
+                    raise error
+                delay = error.retry_after if error.retry_after is not None else max(interval, 0.05)
+                self.gate.push_back(bucket, delay)
+                self.log.warning(
+                    "Infobip %s answered 429 (someone else may share this API key); cooldown pushed back "
+                    "%.2fs, retry %d of %d",
+                    what,
+                    delay,
+                    rate_limited,
+                    self.retry_policy.max_rate_limited,
+                )
+                continue
+            may_repeat = idempotent or (isinstance(error, InfobipTransportError) and not error.sent)
+            failures += 1
+            if not (error.retryable and may_repeat) or failures >= attempts:
+                raise error
+            pause = self.retry_policy.backoff(failures)
+            self.log.warning(
+                "Infobip %s failed (%s); retry %d of %d in %.2fs",
+                what,
+                type(error).__name__,
+                failures,
+                attempts - 1,
+                pause,
+            )
+            self._sleep(pause)
+            self.waited[endpoint] = self.waited.get(endpoint, 0.0) + pause
+
+    def _call(self, endpoint: str, method: str, path: str, *, what: str, idempotent: bool, **kw: Any) -> Any:
+        response = self._request(endpoint, method, path, what=what, idempotent=idempotent, **kw)
+        return _decode(response)
+
+    # ------------------------------------------------------------------ account
+    def get_balance(self, *, max_attempts: int | None = None) -> dict[str, Any]:
+        """``GET /account/1/balance``: the cheapest authenticated call."""
+        return self._call(
+            "account.balance", "GET", "/account/1/balance", what="balance", idempotent=True, max_attempts=max_attempts
+        )
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call; the message says what to fix."""
+        try:
+            balance = self.get_balance(max_attempts=1)
+        except InfobipAuthError as exc:
+            return (
+                False,
+                f"Infobip refused the API key ({exc.status}): check the connection's password. {exc}",
+            )
+        except InfobipTransportError as exc:
+            return False, f"Cannot reach Infobip: check the base URL in the connection's host. {exc}"
+        except InfobipNotFoundError:
+            return False, f"{self.base_url} answered 404: the base URL is not an Infobip API URL"
+        except InfobipConfigError as exc:
+            return False, str(exc)
+        except InfobipError as exc:
+            return False, f"Infobip answered an error: {exc}"
+        if not isinstance(balance, dict) or "balance" not in balance:
+            return False, f"{self.base_url} answered, but not like Infobip's balance endpoint"
+        return (
+            True,
+            f"Connected to {self.base_url}: balance {balance.get('balance')} {balance.get('currency', '')}",
+        )
+
+    # -------------------------------------------------------------------- lists
+    def create_list(self, name: str) -> int:
+        """``POST /saas/amplitude/1/lists``: create a list and return its id. Not idempotent."""
+        body = self._call(
+            "lists.create",
+            "POST",
+            "/saas/amplitude/1/lists",
+            what="list create",
+            idempotent=False,
+            json_body={"name": name},
+        )
+        return int(body["listId"])
+
+    def list_add(self, list_id: int, user_ids: Sequence[str]) -> dict[str, Any]:
+        """``POST /saas/amplitude/1/lists/{listId}/add`` with at most 1000 ids.
+
+        :return: ``{"createdCount", "modifiedCount", "errors": {"count", "failed": {reason: [ids]}}}``.
+        """
+        _check_batch(user_ids, "list add")
+        return (
+            self._call(
+                "lists.add",
+                "POST",
+                f"/saas/amplitude/1/lists/{int(list_id)}/add",
+                what="list add",
+                idempotent=True,
+                json_body={"userIds": list(user_ids)},
+            )
+            or {}
+        )
+
+    def list_remove(self, list_id: int, user_ids: Sequence[str]) -> dict[str, Any]:
+        """``POST /saas/amplitude/1/lists/{listId}/remove`` with at most 1000 ids."""
+        _check_batch(user_ids, "list remove")
+        return (
+            self._call(
+                "lists.remove",
+                "POST",
+                f"/saas/amplitude/1/lists/{int(list_id)}/remove",
+                what="list remove",
+                idempotent=True,
+                json_body={"userIds": list(user_ids)},
+            )
+            or {}
+        )
+
+    # ------------------------------------------------------------------- people
+    def get_person(self, identifier: str, identifier_type: str = "EMAIL") -> dict[str, Any] | None:
+        """``GET /people/2/persons?identifier=&type=``; ``None`` when there is no such person."""
+        try:
+            return self._call(
+                "people.get",
+                "GET",
+                "/people/2/persons",
+                what="person get",
+                idempotent=True,
+                params={"identifier": identifier, "type": identifier_type},
+            )
+        except InfobipNotFoundError:
+            return None
+
+    def iter_people(
+        self, *, filter: dict[str, Any] | None = None, order_by: str | None = None, limit: int = 1000
+    ) -> Iterator[dict[str, Any]]:
+        """Every person matching ``filter``, page by page (``GET /people/2/persons``)."""
+        page = 1
+        while True:
+            params: dict[str, Any] = {"limit": limit, "page": page}
+            if filter is not None:
+                params["filter"] = json.dumps(filter, separators=(",", ":"))
+            if order_by:
+                params["orderBy"] = order_by
+            body = (
+                self._call(
+                    "people.list",
+                    "GET",
+                    "/people/2/persons",
+                    what="people list",
+                    idempotent=True,
+                    params=params,
+                )
+                or {}
+            )
+            persons = body.get("persons") or []
+            yield from persons
+            if len(persons) < limit:
+                return
+            page += 1
+
+    def create_person(self, person: dict[str, Any]) -> dict[str, Any]:
+        """``POST /people/2/persons``. Not idempotent (a repeat may fail as a duplicate)."""
+        return self._call(
+            "people.create",
+            "POST",
+            "/people/2/persons",
+            what="person create",
+            idempotent=False,
+            json_body=person,
+        )
+
+    def update_person(self, identifier: str, identifier_type: str, person: dict[str, Any]) -> dict[str, Any]:
+        """``PATCH /people/2/persons``: partial update; omitted fields are kept, tags appended."""
+        return self._call(
+            "people.update",
+            "PATCH",
+            "/people/2/persons",
+            what="person update",
+            idempotent=True,
+            params={"identifier": identifier, "type": identifier_type},
+            json_body=person,
+        )
+
+    def upsert_people(self, persons: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """``PATCH /people/3/persons/upsert`` with 1..1000 people; answers per index (207).
+
+        :return: ``{"results": [{"index", "id", "status"}], "errors": [{"index", "code", "message"}]}``.
+        """
+        _check_batch(persons, "people upsert")
+        return (
+            self._call(
+                "people.upsert",
+                "PATCH",
+                "/people/3/persons/upsert",
+                what="people upsert",
+                idempotent=True,
+                json_body={"persons": list(persons)},
+            )
+            or {}
+        )
+
+    def get_tag(self, name: str) -> dict[str, Any] | None:
+        """``GET /people/2/tags/{name}``; ``None`` when the tag does not exist."""
+        try:
+            return self._call(
+                "tags.get", "GET", f"/people/2/tags/{_seg(name)}", what="tag get", idempotent=True
+            )
+        except InfobipNotFoundError:
+            return None
+
+    def create_tag(self, name: str) -> dict[str, Any]:
+        """``POST /people/2/tags``."""
+        if not name or len(name) > 256:
+            raise InfobipConfigError("A tag name must have 1 to 256 characters")
+        return self._call(
+            "tags.create",
+            "POST",
+            "/people/2/tags",
+            what="tag create",
+            idempotent=False,
+            json_body={"name": name},
+        )
+
+    def tag_people(self, name: str, people: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """``PATCH /people/2/tags/{name}/persons``: add the tag to ≤1000 ``(type, identifier)`` people."""
+        return self._tag_call("tags.add", "PATCH", name, people, "tag add")
+
+    def untag_people(self, name: str, people: Sequence[tuple[str, str]]) -> dict[str, Any]:
+        """``DELETE /people/2/tags/{name}/persons``: remove the tag; the people stay."""
+        return self._tag_call("tags.remove", "DELETE", name, people, "tag remove")
+
+    def _tag_call(
+        self, endpoint: str, method: str, name: str, people: Sequence[tuple[str, str]], what: str
+    ) -> dict[str, Any]:
+        _check_batch(people, what)
+        body = {"people": [{"query": {"type": t, "identifier": i}} for t, i in people]}
+        return (
+            self._call(
+                endpoint,
+                method,
+                f"/people/2/tags/{_seg(name)}/persons",
+                what=what,
+                idempotent=True,
+                json_body=body,
+            )
+            or {}
+        )
+
+    # ---------------------------------------------------------------------- sms
+    def send_sms(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /sms/3/messages``. Never repeated after it may have reached Infobip."""
+        return self._call(
+            "sms.send", "POST", "/sms/3/messages", what="SMS send", idempotent=False, json_body=body
+        )
+
+    def sms_logs(
+        self, *, bulk_id: str | None = None, message_ids: Sequence[str] = (), limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """``GET /sms/3/logs`` (last 48 h) filtered by bulk and message ids, every page."""
+        return self._paged("sms.logs", "/sms/3/logs", "SMS logs", bulk_id, message_ids, limit)
+
+    def sms_reports(self, *, bulk_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """``GET /sms/3/reports``: delivery reports, each handed out once."""
+        return self._paged("sms.reports", "/sms/3/reports", "SMS reports", bulk_id, (), limit)
+
+    def _paged(
+        self, endpoint: str, path: str, what: str, bulk_id: str | None, message_ids: Sequence[str], limit: int
+    ) -> list[dict[str, Any]]:
+        base: list[tuple[str, Any]] = [("limit", limit)]
+        if bulk_id:
+            base.append(("bulkId", bulk_id))
+        base.extend(("messageId", m) for m in message_ids)
+        results: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params = base + ([("cursor", cursor)] if cursor else [])
+            body = self._call(endpoint, "GET", path, what=what, idempotent=True, params=params) or {}
+            results.extend(body.get("results") or [])
+            cursor = (body.get("cursor") or {}).get("nextCursor")  # [assumed] cursor field name
+            if not cursor:
+                return results
+
+    def sms_preview(self, text: str, transliteration: str = "NONE") -> dict[str, Any]:
+        """``POST /sms/1/preview``: how Infobip would split ``text``."""
+        return self._call(
+            "sms.preview",
+            "POST",
+            "/sms/1/preview",
+            what="SMS preview",
+            idempotent=True,
+            json_body={"text": text, "transliteration": transliteration},
+        )
+
+
+def _seg(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _check_batch(items: Sequence[Any], what: str) -> None:
+    if not 1 <= len(items) <= 1000:
+        raise InfobipConfigError(f"Infobip {what} takes 1 to 1000 items per request, got {len(items)}")
+
+
+def _decode(response: requests.Response) -> Any:
+    if not response.content:
+        return {}
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+        except (TypeError, ValueError):
+            return None
+
+
+def _never_left(exc: requests.RequestException) -> bool:
+    """True when the request provably never reached the server (no connection was made)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    if isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout):
+        reason = getattr(exc.args[0], "reason", None) if exc.args else None
+        return isinstance(reason, urllib3.exceptions.NewConnectionError)
+    return False
+
+
+def _transport_error(exc: requests.RequestException, what: str) -> InfobipTransportError:
+    # Only a failure to connect proves the request never left; a read timeout or a reset may
+    # come after Infobip acted on it.
+    never_left = _never_left(exc)
+    if never_left:
+        kind = "could not connect"
+    elif isinstance(exc, requests.Timeout):
+        kind = "timed out waiting for the answer"
+    else:
+        kind = "lost the connection"
+    return InfobipTransportError(f"Infobip {what}: {kind} ({type(exc).__name__})", sent=not never_left)
