@@ -1,0 +1,141 @@
+"""State store and checkpoint journal: atomic writes, torn lines, recovery, locks."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+
+import pandas as pd
+import pytest
+
+from infobip_provider.checkpoint import BatchLanes, Lane, batches, recover
+from infobip_provider.state import StateStore, TargetLockedError, slug
+
+
+@pytest.fixture
+def target(tmp_path):
+    return StateStore(str(tmp_path)).target("fp", "lists", "VIP customers")
+
+
+def test_targets_are_separated_by_key_kind_and_name(tmp_path):
+    store = StateStore(str(tmp_path))
+    paths = {str(store.target(k, kind, n).root) for k in ("a", "b") for kind in ("lists", "tags") for n in ("x", "X")}
+    assert len(paths) == 8
+    assert slug("a/b c") != slug("a b/c")  # readable forms collide, the digest keeps them apart
+
+
+def test_json_and_snapshot_round_trip(target):
+    assert target.read_json("target.json", {}) == {}
+    target.write_json("target.json", {"list_id": 7})
+    assert target.read_json("target.json") == {"list_id": 7}
+    empty = target.read_snapshot({"id": "string", "status": "string"})
+    assert list(empty.columns) == ["id", "status"] and empty.empty
+    frame = pd.DataFrame({"id": ["a@x.com", "b@x.com"], "status": ["member", "refused"]})
+    target.write_snapshot(frame)
+    assert target.read_snapshot().to_dict("list") == frame.to_dict("list")
+    assert not [p for p in os.listdir(target.root.path) if p.endswith(".tmp")]
+
+
+def test_file_uri_works_like_a_path(tmp_path):
+    store = StateStore("file://" + str(tmp_path / "state"))
+    t = store.target("fp", "lists", "x")
+    t.write_json("target.json", {"list_id": 1})
+    assert (tmp_path / "state").exists() and t.read_json("target.json") == {"list_id": 1}
+
+
+def test_journal_ignores_a_torn_last_line(target):
+    target.append_journal({"run": "r", "lane": "add", "batch": 0, "state": "intent", "ids": ["a"]})
+    with open(os.path.join(target.root.path, "journal.jsonl"), "a") as fh:
+        fh.write('{"run": "r", "lane": "add", "ba')
+    assert len(target.read_journal()) == 1
+
+
+def test_recover_separates_acked_and_unacked(target):
+    rec = lambda **kw: target.append_journal({"run": "r", **kw})  # noqa: E731
+    rec(lane="add", batch=0, state="intent", ids=["a", "b"])
+    rec(lane="add", batch=0, state="ack", refused={"b": "VALIDATION_ERROR"})
+    rec(lane="remove", batch=0, state="intent", ids=["z"])
+    rec(lane="add", batch=1, state="intent", ids=["c"])
+    recovery = recover(target)
+    assert recovery.acked == {"add": [(["a", "b"], {"b": "VALIDATION_ERROR"})]}
+    assert recovery.unacked == {"remove": ["z"], "add": ["c"]}
+
+
+def test_lanes_run_side_by_side_and_journal_every_batch(target):
+    import threading
+    import time
+
+    inside = set()
+    overlap = threading.Event()
+    lock = threading.Lock()
+
+    def sender(name):
+        def send(ids):
+            with lock:
+                inside.add(name)
+                if len(inside) == 2:
+                    overlap.set()
+            time.sleep(0.02)
+            with lock:
+                inside.discard(name)
+            return {ids[0]: "VALIDATION_ERROR"} if name == "add" and ids[0] == "a0" else {}
+
+        return send
+
+    add = Lane("add", batches([f"a{i}" for i in range(5)], 2), sender("add"))
+    remove = Lane("remove", batches([f"r{i}" for i in range(4)], 2), sender("remove"))
+    BatchLanes(target, "run-1").run([add, remove])
+    assert overlap.is_set()  # both lanes were in flight at once
+    assert (add.done, remove.done, add.sent_ids, remove.sent_ids) == (3, 2, 5, 4)
+    assert add.refused == {"a0": "VALIDATION_ERROR"}
+    recovery = recover(target)
+    assert not recovery.unacked and len(recovery.acked["add"]) == 3
+
+
+def test_first_failure_stops_every_lane_and_keeps_the_intent(target):
+    import time
+
+    def slow(ids):
+        time.sleep(0.05)
+        return {}
+
+    def boom(ids):
+        raise RuntimeError("list gone")
+
+    add = Lane("add", batches([str(i) for i in range(100)], 1), slow)
+    remove = Lane("remove", [["x"]], boom)
+    with pytest.raises(RuntimeError, match="list gone"):
+        BatchLanes(target, "r").run([add, remove])
+    assert add.done < 100
+    assert recover(target).unacked["remove"] == ["x"]
+
+
+def _hold_lock(path, ready, release):
+    t = StateStore(path).target("fp", "lists", "L")
+    with t.lock("L"):
+        ready.set()
+        release.wait(10)
+
+
+def test_one_sync_per_target_across_processes(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        t = StateStore(str(tmp_path)).target("fp", "lists", "L")
+        with pytest.raises(TargetLockedError, match="Another run"), t.lock("L"):
+            pass
+    finally:
+        release.set()
+        holder.join(30)
+    with t.lock("L"):  # released with its holder
+        pass
+
+
+def test_rejects_file(target):
+    uri = target.write_rejects("manual__2026-01-01T00:00:00", pd.DataFrame({"row": [3], "key": [None], "value": ["x"], "reason": ["invalid email"]}))
+    assert uri and uri.endswith(".csv") and ":" not in os.path.basename(uri)
+    assert "invalid email" in open(uri.replace("file://", "")).read()
+    assert target.write_rejects("r", pd.DataFrame()) is None
