@@ -19,7 +19,12 @@ def target(tmp_path):
 
 def test_targets_are_separated_by_key_kind_and_name(tmp_path):
     store = StateStore(str(tmp_path))
-    paths = {str(store.target(k, kind, n).root) for k in ("a", "b") for kind in ("lists", "tags") for n in ("x", "X")}
+    paths = {
+        str(store.target(k, kind, n).root)
+        for k in ("a", "b")
+        for kind in ("lists", "tags")
+        for n in ("x", "X")
+    }
     assert len(paths) == 8
     assert slug("a/b c") != slug("a b/c")  # readable forms collide, the digest keeps them apart
 
@@ -135,7 +140,10 @@ def test_one_sync_per_target_across_processes(tmp_path):
 
 
 def test_rejects_file(target):
-    uri = target.write_rejects("manual__2026-01-01T00:00:00", pd.DataFrame({"row": [3], "key": [None], "value": ["x"], "reason": ["invalid email"]}))
+    uri = target.write_rejects(
+        "manual__2026-01-01T00:00:00",
+        pd.DataFrame({"row": [3], "key": [None], "value": ["x"], "reason": ["invalid email"]}),
+    )
     assert uri and uri.endswith(".csv") and ":" not in os.path.basename(uri)
     assert "invalid email" in open(uri.replace("file://", "")).read()
     assert target.write_rejects("r", pd.DataFrame()) is None

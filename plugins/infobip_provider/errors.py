@@ -118,8 +118,10 @@ def parse_error_body(body: Any) -> tuple[str | None, str | None, dict[str, list[
             body["requestError"].get("serviceException") or body["requestError"].get("policyException") or {}
         )
         raw = exc.get("validationErrors") or {}
-        errors = {str(k): _as_str_list(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
-        return exc.get("messageId"), exc.get("text"), errors
+        legacy: dict[str, list[str]] = (
+            {str(k): _as_str_list(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+        )
+        return exc.get("messageId"), exc.get("text"), legacy
     if "errorCode" in body:  # newer (/sms/3 ...)
         errors: dict[str, list[str]] = {}
         for violation in body.get("violations") or []:
@@ -130,10 +132,10 @@ def parse_error_body(body: Any) -> tuple[str | None, str | None, dict[str, list[
     if "statusCode" in body:  # list add/remove
         return str(body["statusCode"]), body.get("message"), {}
     if "code" in body and "message" in body:  # People v3
-        errors = {}
+        details: dict[str, list[str]] = {}
         for detail in body.get("details") or []:
-            errors.setdefault(str(detail.get("property", "")), []).append(str(detail.get("message", "")))
-        return str(body["code"]), body.get("message"), errors
+            details.setdefault(str(detail.get("property", "")), []).append(str(detail.get("message", "")))
+        return str(body["code"]), body.get("message"), details
     return None, None, {}
 
 

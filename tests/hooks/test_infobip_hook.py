@@ -33,8 +33,12 @@ LEGACY_400 = {
         }
     }
 }
-LEGACY_401 = {"requestError": {"serviceException": {"messageId": "UNAUTHORIZED", "text": "Invalid login details"}}}
-LEGACY_429 = {"requestError": {"serviceException": {"messageId": "TOO_MANY_REQUESTS", "text": "Too many requests"}}}
+LEGACY_401 = {
+    "requestError": {"serviceException": {"messageId": "UNAUTHORIZED", "text": "Invalid login details"}}
+}
+LEGACY_429 = {
+    "requestError": {"serviceException": {"messageId": "TOO_MANY_REQUESTS", "text": "Too many requests"}}
+}
 NEW_400 = {
     "errorCode": "E400",
     "description": "Request cannot be processed.",
@@ -43,7 +47,11 @@ NEW_400 = {
     "resources": [],
 }
 NEW_429 = {"errorCode": "E429", "description": "Too many requests", "violations": [], "resources": []}
-V3_400 = {"code": 400104, "message": "Invalid request", "details": [{"property": "persons", "message": "too many"}]}
+V3_400 = {
+    "code": 400104,
+    "message": "Invalid request",
+    "details": [{"property": "persons", "message": "too many"}],
+}
 TAG_NOT_FOUND = {"statusCode": "TAG_NOT_FOUND", "message": 'Tag with id "87881" does not exist'}
 
 
@@ -59,9 +67,13 @@ class Recorder:
 
 @pytest.fixture
 def hook(monkeypatch):
-    infobip_conn_env(monkeypatch, "infobip_test", host="abc123.api.infobip.com", password=KEY, cooldown_backend="memory")
+    infobip_conn_env(
+        monkeypatch, "infobip_test", host="abc123.api.infobip.com", password=KEY, cooldown_backend="memory"
+    )
     recorder = Recorder()
-    h = InfobipHook("infobip_test", retry_policy=RetryPolicy(max_attempts=3, max_rate_limited=2), sleep=recorder.sleep)
+    h = InfobipHook(
+        "infobip_test", retry_policy=RetryPolicy(max_attempts=3, max_rate_limited=2), sleep=recorder.sleep
+    )
     h.__dict__["gate"] = MemoryGate(sleep=lambda s: None)  # cooldown waits are the gate's own tests
     h.recorder = recorder  # type: ignore[attr-defined]
     return h
@@ -71,7 +83,9 @@ def hook(monkeypatch):
     ("host", "expected"),
     [
         pytest.param("abc.api.infobip.com", "https://abc.api.infobip.com", id="no-scheme"),
-        pytest.param("https://abc.api.infobip.com/", "https://abc.api.infobip.com", id="https-trailing-slash"),
+        pytest.param(
+            "https://abc.api.infobip.com/", "https://abc.api.infobip.com", id="https-trailing-slash"
+        ),
         pytest.param("http://127.0.0.1:8765", "http://127.0.0.1:8765", id="http-loopback"),
         pytest.param("http://localhost:8765", "http://localhost:8765", id="http-localhost"),
         pytest.param("  api.infobip.com  ", "https://api.infobip.com", id="whitespace"),
@@ -126,7 +140,11 @@ def test_auth_user_agent_and_url(hook, requests_mock):
 
 
 def test_list_add_and_remove_bodies(hook, requests_mock):
-    answer = {"modifiedCount": 0, "createdCount": 2, "errors": {"count": 1, "failed": {"VALIDATION_ERROR": ["bad"]}}}
+    answer = {
+        "modifiedCount": 0,
+        "createdCount": 2,
+        "errors": {"count": 1, "failed": {"VALIDATION_ERROR": ["bad"]}},
+    }
     requests_mock.post(f"{BASE}/saas/amplitude/1/lists/7/add", json=answer)
     requests_mock.post(f"{BASE}/saas/amplitude/1/lists/7/remove", content=b"")
     assert hook.list_add(7, ["a@x.com", "b@x.com", "bad"]) == answer
@@ -186,7 +204,11 @@ def test_auth_errors_stop_airflow_retries(hook, requests_mock):
 def test_5xx_is_retried_with_backoff_for_idempotent_calls(hook, requests_mock):
     adapter = requests_mock.post(
         f"{BASE}/saas/amplitude/1/lists/7/add",
-        [{"status_code": 502, "text": "bad gateway"}, {"status_code": 500, "json": {}}, {"json": {"createdCount": 1}}],
+        [
+            {"status_code": 502, "text": "bad gateway"},
+            {"status_code": 500, "json": {}},
+            {"json": {"createdCount": 1}},
+        ],
     )
     assert hook.list_add(7, ["a@x.com"])["createdCount"] == 1
     assert adapter.call_count == 3
@@ -238,7 +260,10 @@ def logs(caplog, capsys):
 def test_429_pushes_the_gate_and_retries_without_an_airflow_retry(hook, requests_mock, caplog, logs):
     adapter = requests_mock.post(
         f"{BASE}/saas/amplitude/1/lists/7/add",
-        [{"status_code": 429, "json": LEGACY_429, "headers": {"Retry-After": "3"}}, {"json": {"createdCount": 1}}],
+        [
+            {"status_code": 429, "json": LEGACY_429, "headers": {"Retry-After": "3"}},
+            {"json": {"createdCount": 1}},
+        ],
     )
     pushed: list[tuple[str, float]] = []
     original = hook.gate.push_back
@@ -269,7 +294,9 @@ def test_429_gives_up_after_bound(hook, requests_mock):
 
 
 def test_every_request_reserves_a_gate_slot_with_the_scaled_interval(monkeypatch, requests_mock):
-    infobip_conn_env(monkeypatch, "scaled", host=BASE, password=KEY, cooldown_scale=0.5, cooldown_backend="memory")
+    infobip_conn_env(
+        monkeypatch, "scaled", host=BASE, password=KEY, cooldown_scale=0.5, cooldown_backend="memory"
+    )
     hook = InfobipHook("scaled")
     reserved: list[tuple[str, float]] = []
 
@@ -292,12 +319,16 @@ def test_people_and_tag_calls(hook, requests_mock):
     requests_mock.get(f"{BASE}/people/2/persons", status_code=404, json={})
     assert hook.get_person("nobody@x.com") is None
     requests_mock.patch(
-        f"{BASE}/people/3/persons/upsert", status_code=207, json={"results": [{"index": 0, "id": 1, "status": "CREATED"}]}
+        f"{BASE}/people/3/persons/upsert",
+        status_code=207,
+        json={"results": [{"index": 0, "id": 1, "status": "CREATED"}]},
     )
     assert hook.upsert_people([{"contactInformation": []}])["results"][0]["status"] == "CREATED"
     requests_mock.patch(f"{BASE}/people/2/tags/VIP%20list/persons", json={})
     hook.tag_people("VIP list", [("EMAIL", "a@x.com")])
-    assert requests_mock.last_request.json() == {"people": [{"query": {"type": "EMAIL", "identifier": "a@x.com"}}]}
+    assert requests_mock.last_request.json() == {
+        "people": [{"query": {"type": "EMAIL", "identifier": "a@x.com"}}]
+    }
     requests_mock.get(f"{BASE}/people/2/tags/VIP", status_code=404, json=LEGACY_400)
     assert hook.get_tag("VIP") is None
 
@@ -314,7 +345,10 @@ def test_people_pages_until_a_short_page(hook, requests_mock):
 def test_sms_logs_follow_cursor_and_repeat_message_ids(hook, requests_mock):
     adapter = requests_mock.get(
         f"{BASE}/sms/3/logs",
-        [{"json": {"results": [{"messageId": "m1"}], "cursor": {"nextCursor": "c2"}}}, {"json": {"results": [{"messageId": "m2"}]}}],
+        [
+            {"json": {"results": [{"messageId": "m1"}], "cursor": {"nextCursor": "c2"}}},
+            {"json": {"results": [{"messageId": "m2"}]}},
+        ],
     )
     logs = hook.sms_logs(bulk_id="b1", message_ids=["m1", "m2"])
     assert [r["messageId"] for r in logs] == ["m1", "m2"]

@@ -48,7 +48,14 @@ def run_operator(operator, run_id: str = "manual__1") -> dict[str, Any]:
 
 
 def total_429(counters: dict) -> int:
-    return sum(int(v.get("429", 0)) for v in counters.values()) if counters else 0
+    return sum(int(v.get("429s", 0)) for v in counters.values())
 
 
 os.environ.setdefault("INFOBIP_TEST_SCALE", str(SCALE))
+
+
+def list_members(sandbox, name: str) -> set[str]:
+    """Members of the sandbox's list called ``name`` (exactly one must exist)."""
+    matches = [record for record in sandbox.state()["lists"] if record["name"] == name]
+    assert len(matches) == 1, f"{len(matches)} lists named {name!r} in the sandbox"
+    return set(matches[0]["members"])

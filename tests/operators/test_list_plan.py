@@ -6,33 +6,35 @@ import pandas as pd
 import pytest
 
 from infobip_provider.operators.common import as_bool, check_removal_guard, validate_sync_args
-from infobip_provider.operators.lists import fold_into_snapshot, plan_list
+from infobip_provider.operators.lists import ListPlan, fold_into_snapshot, plan_list
 from airflow.sdk.exceptions import AirflowFailException
 
 
 def snap(members=(), refused=()):
     ids = [*members, *refused]
-    return pd.DataFrame({"id": ids, "status": ["member"] * len(members) + ["refused"] * len(refused)}, dtype="string")
+    return pd.DataFrame(
+        {"id": ids, "status": ["member"] * len(members) + ["refused"] * len(refused)}, dtype="string"
+    )
 
 
 def test_first_run_adds_everyone_in_cohort_order():
     plan = plan_list(["c", "a", "b", "a"], snap(), "mirror")
-    assert plan == {"adds": ["c", "a", "b"], "removes": [], "unchanged": 0}
+    assert plan == ListPlan(adds=["c", "a", "b"], removes=[], unchanged=0)
 
 
 def test_mirror_adds_entrants_and_removes_leavers():
     plan = plan_list(["a", "b", "d"], snap(["a", "b", "c"]), "mirror")
-    assert plan == {"adds": ["d"], "removes": ["c"], "unchanged": 2}
+    assert plan == ListPlan(adds=["d"], removes=["c"], unchanged=2)
 
 
 def test_add_only_never_removes():
     plan = plan_list(["a"], snap(["a", "b", "c"]), "add_only")
-    assert plan["removes"] == [] and plan["adds"] == []
+    assert plan.removes == [] and plan.adds == []
 
 
 def test_refused_ids_are_not_resent_nor_removed():
     plan = plan_list(["a", "bad"], snap(["a"], ["bad", "gone-bad"]), "mirror")
-    assert plan == {"adds": [], "removes": [], "unchanged": 1}
+    assert plan == ListPlan(adds=[], removes=[], unchanged=1)
 
 
 def test_fold_applies_acks():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import dataclass
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +30,16 @@ MODES = ("mirror", "add_only")
 MEMBER, REFUSED = "member", "refused"
 
 
-def plan_list(cohort_ids: Sequence[str], snapshot: pd.DataFrame, mode: str) -> dict[str, list[str] | int]:
+@dataclass(frozen=True)
+class ListPlan:
+    """What one sync sends: ``adds`` and ``removes`` in batches; ``unchanged`` confirmed members stay."""
+
+    adds: list[str]
+    removes: list[str]
+    unchanged: int
+
+
+def plan_list(cohort_ids: Sequence[str], snapshot: pd.DataFrame, mode: str) -> ListPlan:
     """Adds (in the cohort, not yet confirmed) and removes (confirmed members no longer in it).
 
     Ids Infobip refused earlier are not sent again while they stay in the cohort.
@@ -39,7 +49,7 @@ def plan_list(cohort_ids: Sequence[str], snapshot: pd.DataFrame, mode: str) -> d
     cohort = dict.fromkeys(cohort_ids)  # keeps the cohort's order
     adds = [i for i in cohort if i not in known]
     removes = sorted(members.difference(cohort)) if mode == "mirror" else []
-    return {"adds": adds, "removes": removes, "unchanged": len(members) - len(members.difference(cohort))}
+    return ListPlan(adds, removes, len(members) - len(members.difference(cohort)))
 
 
 def fold_into_snapshot(
@@ -124,7 +134,7 @@ class CohortToListOperator(BaseOperator):
         self.batch_size = batch_size
         self.max_removal_ratio = max_removal_ratio
         self.max_reject_ratio = max_reject_ratio
-        self.dry_run = dry_run
+        self.dry_run = dry_run  # type: ignore[assignment,method-assign]  # the param users know
         self.infobip_conn_id = infobip_conn_id
 
     # ------------------------------------------------------------------ execute
@@ -185,24 +195,22 @@ class CohortToListOperator(BaseOperator):
         cohort_ids = prepared.members["key"].tolist()
         plan = plan_list(cohort_ids, snapshot, self.mode)
         confirmed = int((snapshot["status"] == MEMBER).sum())
-        check_removal_guard(
-            len(plan["removes"]), confirmed, max_removal_ratio, f"the list {self.list_name!r}"
-        )
+        check_removal_guard(len(plan.removes), confirmed, max_removal_ratio, f"the list {self.list_name!r}")
         summary: dict[str, Any] = {
             "list_name": self.list_name,
             "list_id": facts.get("list_id"),
             "mode": self.mode,
             "dry_run": dry_run,
             "cohort": prepared.stats,
-            "to_add": len(plan["adds"]),
-            "to_remove": len(plan["removes"]),
-            "unchanged": plan["unchanged"],
+            "to_add": len(plan.adds),
+            "to_remove": len(plan.removes),
+            "unchanged": plan.unchanged,
             "rejects_uri": rejects_uri,
         }
         if dry_run:
             summary["calls_planned"] = {
-                "lists.add": math.ceil(len(plan["adds"]) / batch_size),
-                "lists.remove": math.ceil(len(plan["removes"]) / batch_size),
+                "lists.add": math.ceil(len(plan.adds) / batch_size),
+                "lists.remove": math.ceil(len(plan.removes) / batch_size),
             }
             summary["seconds_bound"] = max(
                 (summary["calls_planned"][e] - 1) * hook.interval(e) for e in summary["calls_planned"]
@@ -251,14 +259,14 @@ class CohortToListOperator(BaseOperator):
         target: TargetState,
         facts: dict[str, Any],
         snapshot: pd.DataFrame,
-        plan: dict[str, Any],
+        plan: ListPlan,
         batch_size: int,
         run_id: str,
     ) -> dict[str, Any]:
         from infobip_provider.checkpoint import BatchLanes, Lane, batches, recover
 
-        list_id = facts.get("list_id")
-        if list_id is None and (plan["adds"] or plan["removes"]):
+        list_id: int = facts.get("list_id") or 0
+        if not list_id and (plan.adds or plan.removes):
             list_id = hook.create_list(self.list_name)
             facts.update(list_id=list_id, list_name=self.list_name)
             target.write_json("target.json", facts)
@@ -274,17 +282,17 @@ class CohortToListOperator(BaseOperator):
             return {}
 
         lanes = [
-            Lane("add", batches(plan["adds"], batch_size), add, hook.interval("lists.add")),
-            Lane("remove", batches(plan["removes"], batch_size), remove, hook.interval("lists.remove")),
+            Lane("add", batches(plan.adds, batch_size), add, hook.interval("lists.add")),
+            Lane("remove", batches(plan.removes, batch_size), remove, hook.interval("lists.remove")),
         ]
         self.log.info(
             "Plan for list %r: %d to add in %d batches, %d to remove in %d batches, %d unchanged",
             self.list_name,
-            len(plan["adds"]),
+            len(plan.adds),
             len(lanes[0].batches),
-            len(plan["removes"]),
+            len(plan.removes),
             len(lanes[1].batches),
-            plan["unchanged"],
+            plan.unchanged,
         )
         attempt = f"{run_id}:{uuid.uuid4().hex[:8]}"
         try:
@@ -317,7 +325,7 @@ class CohortToListOperator(BaseOperator):
                 ),
             )
         return {
-            "list_id": list_id,
+            "list_id": list_id or None,
             "added": lanes[0].sent_ids - len(refused),
             "removed": lanes[1].sent_ids,
             "refused_by_infobip": len(refused),
