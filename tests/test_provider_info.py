@@ -6,9 +6,9 @@ import json
 from importlib.metadata import entry_points
 from pathlib import Path
 
+import airflow
 import jsonschema
 
-import airflow
 from infobip_provider import get_provider_info
 
 FIELDS = {

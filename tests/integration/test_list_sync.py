@@ -12,9 +12,9 @@ import time
 from collections import Counter
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.operators.lists import CohortToListOperator
-from airflow.sdk.exceptions import AirflowFailException
 from infobip_provider.state import TargetLockedError
 from tests.conftest import ROOT
 from tests.integration.conftest import list_members, run_operator, total_429

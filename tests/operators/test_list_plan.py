@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.operators.common import as_bool, check_removal_guard, validate_sync_args
 from infobip_provider.operators.lists import ListPlan, fold_into_snapshot, plan_list
-from airflow.sdk.exceptions import AirflowFailException
 
 
 def snap(members=(), refused=()):

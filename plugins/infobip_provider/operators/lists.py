@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk import BaseOperator
+from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.links import InfobipListLink, list_portal_url
 from infobip_provider.operators.common import (
