@@ -94,7 +94,7 @@ def test_removal_guard_stops_a_broken_cohort(sandbox, infobip_conn, tmp_path):
 def test_add_only_never_removes(sandbox, infobip_conn, tmp_path):
     path = write_cohort(tmp_path / "c.csv", emails(10))
     sync(path, mode="add_only")
-    write_cohort(tmp_path / "c.csv", emails(5) + ["late@example.com"])
+    write_cohort(tmp_path / "c.csv", [*emails(5), "late@example.com"])
     result = sync(path, mode="add_only")
     assert (result["added"], result["removed"]) == (1, 0)
     assert list_members(sandbox, "Customers") == set(emails(10)) | {"late@example.com"}
