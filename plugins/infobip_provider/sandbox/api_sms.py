@@ -1,0 +1,131 @@
+"""SMS: send (``/sms/3/messages``), logs, delivery reports (each handed out once) and preview."""
+
+from __future__ import annotations
+
+import unicodedata
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from infobip_provider.sandbox import sms
+from infobip_provider.sandbox.segments import GSM7_BASIC, GSM7_EXTENSION, count_segments
+from infobip_provider.sandbox.shapes import ApiError, bad_request, sms3
+from infobip_provider.sandbox.web import core_of, int_param, json_body
+
+router = APIRouter()
+
+
+def _new_id() -> str:
+    return uuid.uuid4().hex
+
+
+@router.post("/sms/3/messages", tags=["sms"])
+async def send(request: Request) -> JSONResponse:
+    core = core_of(request)
+    now = core.clock()
+    req = sms.parse_send(await json_body(request, "sms3"), now)
+    if req.violations:
+        raise ApiError(400, sms3(400, req.violations))
+    bulk_id = req.bulk_id or _new_id()
+    leaves_at = max(now, req.send_at or now)
+    answers: list[dict[str, Any]] = []
+    prefixes = core.config.undeliverable_prefixes
+    for item in req.messages:
+        message = {
+            **item,
+            "messageId": item["messageId"] or _new_id(),
+            "bulkId": bulk_id,
+            "sentAt": leaves_at,
+            "doneAt": leaves_at + core.config.delivery_delay,
+            "undeliverable": item["destination"].startswith(prefixes),
+            "reported": False,
+        }
+        core.store.messages.append(message)
+        answer: dict[str, Any] = {
+            "messageId": message["messageId"],
+            "destination": message["destination"],
+            "status": sms.PENDING,
+        }
+        if req.include_count:
+            answer["details"] = {"messageCount": message["messageCount"]}
+        answers.append(answer)
+    return JSONResponse({"bulkId": bulk_id, "messages": answers})
+
+
+def _selected(request: Request, now: float, horizon_key: str) -> list[dict[str, Any]]:
+    """Messages of the last 48 h matching ``bulkId`` and any of the ``messageId`` parameters."""
+    bulk_id = request.query_params.get("bulkId")
+    message_ids = set(request.query_params.getlist("messageId"))
+    since = now - sms.RETENTION
+    return [
+        m
+        for m in core_of(request).store.messages
+        if m[horizon_key] >= since
+        and (bulk_id is None or m.get("bulkId") == bulk_id)
+        and (not message_ids or m["messageId"] in message_ids)
+    ]
+
+
+@router.get("/sms/3/logs", tags=["sms"])
+async def logs(request: Request) -> JSONResponse:
+    core = core_of(request)
+    now = core.clock()
+    limit = int_param(request, "limit", 50, 1, 1000, "sms3")
+    offset = int_param(request, "cursor", 0, 0, None, "sms3")
+    found = list(reversed(_selected(request, now, "sentAt")))  # newest first
+    page = found[offset : offset + limit]
+    more = offset + limit < len(found)
+    results = [sms.render(m, now, core.config.currency, with_text=True) for m in page]
+    cursor = {"limit": limit, "nextCursor": str(offset + limit) if more else None}
+    return JSONResponse({"results": results, "cursor": cursor})
+
+
+@router.get("/sms/3/reports", tags=["sms"])
+async def reports(request: Request) -> JSONResponse:
+    core = core_of(request)
+    now = core.clock()
+    limit = int_param(request, "limit", 50, 1, 1000, "sms3")
+    ready = [m for m in _selected(request, now, "doneAt") if not m["reported"] and sms.is_final(m, now)]
+    ready.sort(key=lambda m: m["doneAt"])
+    results = []
+    for message in ready[:limit]:
+        message["reported"] = True
+        results.append(sms.render(message, now, core.config.currency, with_text=False))
+    return JSONResponse({"results": results})
+
+
+def _fold(text: str) -> str:
+    """A crude transliteration: characters outside GSM-7 lose their accents or become ``?``."""
+    out = []
+    for ch in text:
+        if ch in GSM7_BASIC or ch in GSM7_EXTENSION:
+            out.append(ch)
+            continue
+        base = unicodedata.normalize("NFKD", ch).encode("ascii", "ignore").decode()
+        out.append(base or "?")
+    return "".join(out)
+
+
+def _preview(text: str, configuration: dict[str, Any]) -> dict[str, Any]:
+    count = count_segments(text)
+    return {
+        "textPreview": text,
+        "messageCount": count.message_count,
+        "charactersRemaining": count.characters_remaining,
+        "configuration": configuration,
+    }
+
+
+@router.post("/sms/1/preview", tags=["sms"])
+async def preview(request: Request) -> JSONResponse:
+    body = await json_body(request, "legacy")
+    text = body.get("text") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text:
+        raise bad_request("legacy", {"text": ["property not found or blank"]})
+    previews = [_preview(text, {})]
+    transliteration = body.get("transliteration")
+    if transliteration not in (None, "", "NONE"):
+        previews.append(_preview(_fold(text), {"transliteration": transliteration}))
+    return JSONResponse({"originalText": text, "previews": previews})

@@ -1,0 +1,54 @@
+"""Settings of one sandbox instance (what the ``infobip-sandbox`` command line fills in)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SandboxConfig:
+    """How a sandbox behaves.
+
+    :param api_keys: the keys accepted in ``Authorization: App <key>``; every other key gets 401.
+    :param cooldown_scale: multiplies every endpoint interval (0.01 makes the 10 s list-add cooldown 0.1 s;
+        0 turns pacing off).
+    :param state_file: JSON file the state is loaded from at start and saved to (atomically) after changes,
+        on demand and at shutdown; ``None`` keeps everything in memory.
+    :param undeliverable_prefixes: SMS destinations starting with one of these end UNDELIVERABLE.
+    :param delivery_delay: seconds an SMS stays PENDING before its final status.
+    :param balance: what ``GET /account/1/balance`` answers.
+    :param currency: the balance's (and SMS price's) currency.
+    :param clock: epoch seconds; the single time source (arrival stamps, cooldowns, timestamps, delivery).
+        Tests inject a fake one.
+    :param save_interval: seconds between two background saves of a changed state.
+    :param journal_size: how many requests the journal keeps (oldest dropped first).
+    :param journal_bodies: how many of the newest journal entries keep their request body.
+    :param slow_default_delay: seconds a ``slow`` fault waits when the fault gives no ``delay``.
+    """
+
+    api_keys: list[str]
+    cooldown_scale: float = 1.0
+    state_file: str | None = None
+    undeliverable_prefixes: tuple[str, ...] = ("999",)
+    delivery_delay: float = 0.0
+    balance: float = 47.79
+    currency: str = "EUR"
+    clock: Callable[[], float] = field(default=time.time, repr=False)
+    save_interval: float = 0.25
+    journal_size: int = 50_000
+    journal_bodies: int = 2_000
+    slow_default_delay: float = 5.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.api_keys, str):
+            self.api_keys = [self.api_keys]
+        self.api_keys = [key for key in self.api_keys if key]
+        if not self.api_keys:
+            raise ValueError("the sandbox needs at least one API key")
+        if self.cooldown_scale < 0:
+            raise ValueError("cooldown_scale must be >= 0")
+        if self.delivery_delay < 0:
+            raise ValueError("delivery_delay must be >= 0")
+        self.undeliverable_prefixes = tuple(p for p in self.undeliverable_prefixes if p)

@@ -1,0 +1,235 @@
+"""The sandbox's moving parts besides the data: request journal, counters, fault queue, autosave.
+
+:class:`SandboxCore` bundles them with the store and the cooldown ledger; the app keeps one core
+in ``app.state.sandbox`` and every handler reaches it from there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infobip_provider.sandbox.config import SandboxConfig
+from infobip_provider.sandbox.cooldowns import CooldownLedger
+from infobip_provider.sandbox.endpoints import BY_NAME, ENDPOINTS
+from infobip_provider.sandbox.sms import sms_status_fields
+from infobip_provider.sandbox.store import SandboxStore, write_atomic
+
+log = logging.getLogger(__name__)
+
+FAULT_KINDS = ("error_500", "error_429", "slow", "commit_then_500")
+
+
+@dataclass
+class Fault:
+    """The next ``count`` requests to ``endpoint`` fail in the way ``kind`` says."""
+
+    endpoint: str
+    kind: str
+    count: int
+    delay: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"endpoint": self.endpoint, "kind": self.kind, "count": self.count, "delay": self.delay}
+
+
+class FaultQueue:
+    """Pending faults per endpoint, first in first out."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, deque[Fault]] = {}
+
+    def add(self, fault: Fault) -> None:
+        if fault.endpoint not in BY_NAME:
+            raise ValueError(f"unknown endpoint {fault.endpoint!r}")
+        if fault.kind not in FAULT_KINDS:
+            raise ValueError(f"unknown fault kind {fault.kind!r}; one of {', '.join(FAULT_KINDS)}")
+        if fault.count < 1:
+            raise ValueError("count must be >= 1")
+        if fault.delay is not None and fault.delay < 0:
+            raise ValueError("delay must be >= 0")
+        self._queues.setdefault(fault.endpoint, deque()).append(fault)
+
+    def take(self, endpoint: str) -> Fault | None:
+        """Consume one occurrence of the oldest pending fault of ``endpoint``."""
+        queue = self._queues.get(endpoint)
+        if not queue:
+            return None
+        fault = queue[0]
+        fault.count -= 1
+        if fault.count <= 0:
+            queue.popleft()
+        return Fault(fault.endpoint, fault.kind, 1, fault.delay)
+
+    def pending(self) -> list[dict[str, Any]]:
+        return [fault.as_dict() for queue in self._queues.values() for fault in queue]
+
+    def clear(self) -> None:
+        self._queues.clear()
+
+
+def decode_body(raw: bytes | None) -> Any:
+    """A request body for the journal: decoded JSON, else text, ``None`` when empty."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return raw.decode("utf-8", "replace")
+
+
+class Journal:
+    """Every API request, appended at arrival and completed when answered.
+
+    Request bodies are kept raw for the newest ``bodies_kept`` requests only (a 1000-id batch is
+    tens of kilobytes), and decoded when asked for.
+    """
+
+    def __init__(self, size: int, bodies_kept: int = 2000) -> None:
+        self._entries: deque[dict[str, Any]] = deque(maxlen=size)
+        self._with_bodies: deque[dict[str, Any]] = deque()
+        self._bodies_kept = bodies_kept
+        self._seq = 0
+
+    def attach_body(self, entry: dict[str, Any], raw: bytes | None) -> None:
+        entry["body"] = raw
+        self._with_bodies.append(entry)
+        while len(self._with_bodies) > self._bodies_kept:
+            self._with_bodies.popleft()["body"] = None
+
+    def open(
+        self, arrival: float, method: str, path: str, query: str, endpoint: str | None
+    ) -> dict[str, Any]:
+        self._seq += 1
+        entry: dict[str, Any] = {
+            "seq": self._seq,
+            "arrival": arrival,
+            "method": method,
+            "path": path,
+            "query": query,
+            "endpoint": endpoint,
+            "key": None,
+            "status": None,
+            "outcome": None,
+            "duration": None,
+            "body": None,
+        }
+        self._entries.append(entry)
+        return entry
+
+    def entries(
+        self, *, bodies: bool = False, endpoint: str | None = None, since: int = 0, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        selected = [
+            e for e in self._entries if e["seq"] > since and (endpoint is None or e["endpoint"] == endpoint)
+        ]
+        if limit is not None:
+            selected = selected[-limit:]
+        if bodies:
+            return [{**e, "body": decode_body(e["body"])} for e in selected]
+        return [{k: v for k, v in e.items() if k != "body"} for e in selected]
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self._with_bodies.clear()
+
+
+class Counters:
+    """Per endpoint: requests, 429 answers (all, and those due to a cooldown), faults, answers by status."""
+
+    def __init__(self) -> None:
+        self.clear()
+
+    def clear(self) -> None:
+        self._by_endpoint: dict[str, dict[str, Any]] = {spec.name: self._empty() for spec in ENDPOINTS}
+
+    @staticmethod
+    def _empty() -> dict[str, Any]:
+        return {"requests": 0, "429s": 0, "cooldown_429s": 0, "faults": 0, "by_status": {}}
+
+    def record(self, endpoint: str | None, status: int | None, outcome: str) -> None:
+        row = self._by_endpoint.setdefault(endpoint or "unmatched", self._empty())
+        row["requests"] += 1
+        if status == 429:
+            row["429s"] += 1
+        if outcome == "cooldown":
+            row["cooldown_429s"] += 1
+        if outcome.startswith("fault:"):
+            row["faults"] += 1
+        key = str(status)
+        row["by_status"][key] = row["by_status"].get(key, 0) + 1
+
+    def snapshot(self) -> dict[str, dict[str, Any]]:
+        return {name: {**row, "by_status": dict(row["by_status"])} for name, row in self._by_endpoint.items()}
+
+
+class SandboxCore:
+    """State, ledger, journal, counters and faults of one sandbox."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self.config = config
+        self.clock = config.clock
+        self.api_keys = frozenset(config.api_keys)
+        self.store = SandboxStore()
+        self.ledger = CooldownLedger(config.cooldown_scale)
+        self.journal = Journal(config.journal_size, config.journal_bodies)
+        self.counters = Counters()
+        self.faults = FaultQueue()
+        self.dirty = False
+        if config.state_file:
+            loaded = self.store.load_file(config.state_file)
+            log.warning("Sandbox state %s", "loaded" if loaded else "starts empty (no state file yet)")
+
+    def mark_dirty(self) -> None:
+        self.dirty = True
+
+    def dump(self) -> dict[str, Any]:
+        """The state with every SMS's current status, as served by ``/_sandbox/state`` and saved to disk."""
+        data = self.store.dump()
+        now = self.clock()
+        data["messages"] = [{**m, **sms_status_fields(m, now)} for m in data["messages"]]
+        return data
+
+    def reset(self) -> None:
+        self.store.clear()
+        self.ledger.reset()
+        self.journal.clear()
+        self.counters.clear()
+        self.faults.clear()
+        self.mark_dirty()
+
+    def save(self) -> str | None:
+        """Write the state file now (if configured); returns its path."""
+        if not self.config.state_file:
+            return None
+        self.dirty = False
+        write_atomic(Path(self.config.state_file), self._serialised())
+        return self.config.state_file
+
+    def save_if_dirty(self) -> None:
+        if self.dirty:
+            self.save()
+
+    def _serialised(self) -> str:
+        return json.dumps(self.dump(), ensure_ascii=False, separators=(",", ":"))
+
+    async def autosave(self) -> None:
+        """Save a changed state every ``save_interval`` seconds (serialised on the loop, written in a thread)."""
+        assert self.config.state_file
+        target = Path(self.config.state_file)
+        while True:
+            await asyncio.sleep(self.config.save_interval)
+            if not self.dirty:
+                continue
+            self.dirty = False
+            text = self._serialised()
+            try:
+                await asyncio.to_thread(write_atomic, target, text)
+            except OSError as exc:  # keep serving; the next change retries
+                self.dirty = True
+                log.warning("Sandbox could not save its state: %s", exc)

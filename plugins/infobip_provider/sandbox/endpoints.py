@@ -1,0 +1,108 @@
+"""The sandbox's endpoint table: path, cooldown and error shape of every Infobip call it serves.
+
+This table is the *server's* truth, written from the API contract independently of the client's
+``infobip_provider.cooldown.POLICIES`` so that the sandbox can catch a wrong client table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import parse_qs, unquote
+
+from infobip_provider.sandbox.shapes import Shape
+
+Scope = Literal["key", "account"]
+
+
+@dataclass(frozen=True)
+class EndpointSpec:
+    """One endpoint as the sandbox serves it.
+
+    :param name: the project-wide endpoint name (``"lists.add"``).
+    :param method: HTTP method.
+    :param template: path with ``{param}`` placeholders (one path segment each).
+    :param interval: seconds between two accepted calls at cooldown scale 1; 0 means unpaced.
+    :param scope: ``"key"``: counted per API key; ``"account"``: one bucket for the whole sandbox account.
+    :param shape: error body shape for 400/429/500 answers (401 is always legacy).
+    :param mutating: whether a success changes the state (drives persistence).
+    """
+
+    name: str
+    method: str
+    template: str
+    interval: float
+    scope: Scope
+    shape: Shape
+    mutating: bool
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        return _compile(self.template)
+
+
+def _compile(template: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+    return re.compile(f"^{pattern}$")
+
+
+def _e(name: str, method: str, template: str, interval: float, scope: Scope, shape: Shape, mutating: bool):
+    return EndpointSpec(name, method, template, interval, scope, shape, mutating)
+
+
+#: Every endpoint the sandbox serves, in the order used to match a request.
+ENDPOINTS: tuple[EndpointSpec, ...] = (
+    _e("account.balance", "GET", "/account/1/balance", 0.0, "key", "legacy", False),
+    _e("lists.create", "POST", "/saas/amplitude/1/lists", 2.0, "key", "legacy", True),
+    _e("lists.add", "POST", "/saas/amplitude/1/lists/{list_id}/add", 10.0, "key", "legacy", True),
+    _e("lists.remove", "POST", "/saas/amplitude/1/lists/{list_id}/remove", 5.0, "key", "legacy", True),
+    # people.get and people.list share a path; people.get is the one with ?identifier=.
+    _e("people.get", "GET", "/people/2/persons", 0.2, "account", "legacy", False),
+    _e("people.list", "GET", "/people/2/persons", 0.2, "account", "legacy", False),
+    _e("people.create", "POST", "/people/2/persons", 0.1, "account", "legacy", True),
+    _e("people.update", "PATCH", "/people/2/persons", 0.2, "account", "legacy", True),
+    _e("people.upsert", "PATCH", "/people/3/persons/upsert", 0.2, "account", "v3", True),
+    _e("tags.get", "GET", "/people/2/tags/{name}", 0.2, "account", "legacy", False),
+    _e("tags.create", "POST", "/people/2/tags", 0.2, "account", "legacy", True),
+    _e("tags.add", "PATCH", "/people/2/tags/{name}/persons", 0.2, "account", "legacy", True),
+    _e("tags.remove", "DELETE", "/people/2/tags/{name}/persons", 0.2, "account", "legacy", True),
+    _e("sms.send", "POST", "/sms/3/messages", 0.0, "account", "sms3", True),
+    _e("sms.logs", "GET", "/sms/3/logs", 0.5, "account", "sms3", False),
+    # Reports are handed out once, so reading them changes the state.
+    _e("sms.reports", "GET", "/sms/3/reports", 0.0, "account", "sms3", True),
+    _e("sms.preview", "POST", "/sms/1/preview", 0.0, "account", "legacy", False),
+)
+
+BY_NAME: dict[str, EndpointSpec] = {spec.name: spec for spec in ENDPOINTS}
+_COMPILED = [(spec, spec.regex) for spec in ENDPOINTS]
+
+
+@dataclass(frozen=True)
+class Match:
+    spec: EndpointSpec
+    params: dict[str, str]
+
+
+def classify(method: str, raw_path: str, query_string: str = "") -> Match | None:
+    """Which endpoint a request is for (``raw_path`` still percent-encoded), or ``None``."""
+    method = method.upper()
+    wants_one_person = "identifier" in parse_qs(query_string, keep_blank_values=True)
+    for spec, regex in _COMPILED:
+        if spec.method != method:
+            continue
+        found = regex.match(raw_path)
+        if found is None:
+            continue
+        if spec.name == "people.get" and not wants_one_person:
+            continue
+        if spec.name == "people.list" and wants_one_person:
+            continue
+        return Match(spec, {k: unquote(v) for k, v in found.groupdict().items()})
+    return None
+
+
+def fingerprint(secret: str) -> str:
+    """A short irreversible name for an API key (same formula as ``infobip_provider.cooldown``)."""
+    return hashlib.sha256(("infobip-cooldown:" + secret).encode()).hexdigest()[:16]

@@ -1,0 +1,44 @@
+"""Small helpers shared by the route modules: reach the core, read a JSON body, parse query numbers."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import Request
+
+from infobip_provider.sandbox.core import SandboxCore
+from infobip_provider.sandbox.shapes import Shape, bad_request
+
+
+def core_of(request: Request) -> SandboxCore:
+    core: SandboxCore = request.app.state.sandbox
+    return core
+
+
+async def json_body(request: Request, shape: Shape, *, required: bool = True) -> Any:
+    """The decoded JSON body; a 400 in ``shape`` when it is missing or not JSON."""
+    raw = await request.body()
+    if not raw.strip():
+        if required:
+            raise bad_request(shape, {"body": ["request body is required"]})
+        return None
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad_request(shape, {"body": [f"malformed JSON: {exc}"]}) from exc
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int | None, shape: Shape) -> int:
+    """An integer query parameter within ``[low, high]``, else a 400 in ``shape``."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise bad_request(shape, {name: ["must be an integer"]}) from exc
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise bad_request(shape, {name: [f"must be {bound}"]})
+    return value
