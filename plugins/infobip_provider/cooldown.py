@@ -88,8 +88,15 @@ def fingerprint(secret: str) -> str:
 
 
 def safety_margin(interval: float) -> float:
-    """Extra spacing added to every slot so network jitter cannot make two arrivals too close."""
-    return 0.0 if interval <= 0 else min(0.02 * interval + 0.002, 0.25)
+    """Extra spacing added to every slot so jitter cannot make two arrivals too close.
+
+    2 % of the interval plus 10 ms, at most 0.25 s. What breaks a cooldown is one caller arriving
+    later after its slot than the next caller does after its own; the 10 ms cover what a busy host
+    adds between a slot and the arrival (wake-up, scheduling, building the request: spreads of
+    10-20 ms measured on a loaded 2-CPU machine, see benchmarks/results/cooldown.md); the 2 %
+    cover network jitter at production intervals (0.21 s on the 10 s list-add cooldown).
+    """
+    return 0.0 if interval <= 0 else min(0.02 * interval + 0.010, 0.25)
 
 
 # ---------------------------------------------------------------------------------- arithmetic
@@ -99,10 +106,12 @@ class Reservation:
 
     :param slot: when the caller may send.
     :param now: when the reservation was taken.
+    :param local: for gates on a remote clock (Redis): the slot on the local ``time.monotonic()`` clock.
     """
 
     slot: float
     now: float
+    local: float | None = None
 
     @property
     def wait(self) -> float:
@@ -173,11 +182,17 @@ class CooldownGate(ABC):
 
         :return: seconds slept.
         """
-        wait = self.take(bucket, interval).wait
-        if wait > 0:
-            log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
-            self._sleep(wait)
+        wait = self.remaining(self.take(bucket, interval))
+        if wait <= 0:
+            return 0.0
+        log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
+        self._sleep(wait)
         return wait
+
+    def remaining(self, reservation: Reservation) -> float:
+        """Seconds from now to the reservation's slot: time spent since it was taken already counts,
+        so a caller descheduled between taking and sleeping does not arrive late."""
+        return reservation.slot - self._clock()
 
     @abstractmethod
     def push_back(self, bucket: str, delay: float) -> None:
@@ -192,12 +207,13 @@ def _endpoint_of(bucket: str) -> str:
 
 
 class MemoryGate(CooldownGate):
-    """Threads in one process: a :class:`SlotBook` under a lock."""
+    """Threads in one process: a :class:`SlotBook` under a lock, on the monotonic clock by default
+    (no other process reads it, and it cannot jump back)."""
 
     backend = "memory"
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep
+        self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep
     ) -> None:
         super().__init__(clock=clock, sleep=sleep)
         self._lock = threading.Lock()
@@ -328,6 +344,39 @@ return next_free
 """
 
 
+class ClockOffset:
+    """Where the Redis server's clock stands against the local monotonic clock, NTP style.
+
+    Each reservation is a round trip: the server read its clock (``server_now``) somewhere between
+    ``sent`` and ``received`` (local monotonic), so ``offset = server_now - midpoint`` is off by at
+    most half the round trip. The tightest recent estimate is kept (its uncertainty grows with age
+    by ``drift``); an estimate that disagrees with it beyond both uncertainties means a clock was
+    stepped, and the new one wins. Converting a slot to the local clock with
+    ``slot - offset + uncertainty`` never lands before the slot, and does not count the time a
+    busy host took to wake the caller after the answer arrived.
+
+    :param drift: seconds per second the two clocks may drift apart (100 ppm by default).
+    """
+
+    def __init__(self, drift: float = 1e-4) -> None:
+        self.drift = drift
+        self._lock = threading.Lock()
+        self._best: tuple[float, float, float] | None = None  # offset, uncertainty, when (local)
+
+    def observe(self, server_now: float, sent: float, received: float) -> tuple[float, float]:
+        """Fold in one round trip; return ``(offset, uncertainty)`` to use for it."""
+        offset, uncertainty = server_now - (sent + received) / 2, max(received - sent, 0.0) / 2
+        with self._lock:
+            if self._best is not None:
+                best_offset, best_uncertainty, at = self._best
+                best_uncertainty += max(received - at, 0.0) * self.drift
+                agrees = abs(offset - best_offset) <= uncertainty + best_uncertainty
+                if agrees and best_uncertainty < uncertainty:
+                    return best_offset, best_uncertainty
+            self._best = (offset, uncertainty, received)
+        return offset, uncertainty
+
+
 def redact_url(url: str) -> str:
     """``redis://user:secret@host:6379/0`` -> ``redis://host:6379/0``: safe for messages."""
     try:
@@ -384,6 +433,7 @@ class RedisGate(CooldownGate):
             ) from exc
         self._reserve = self._client.register_script(_RESERVE_LUA)
         self._push_back = self._client.register_script(_PUSH_BACK_LUA)
+        self.clock_offset = ClockOffset()
 
     def key(self, bucket: str) -> str:
         return self.prefix + bucket
@@ -398,9 +448,18 @@ class RedisGate(CooldownGate):
 
     def take(self, bucket: str, interval: float) -> Reservation:
         step_us = round((max(interval, 0.0) + safety_margin(interval)) * 1e6)
+        sent = time.monotonic()
         wait_us, slot_us = self._call(self._reserve, bucket, step_us)
+        received = time.monotonic()
         slot = int(slot_us) / 1e6
-        return Reservation(slot, slot - int(wait_us) / 1e6)
+        now = slot - int(wait_us) / 1e6
+        offset, uncertainty = self.clock_offset.observe(now, sent, received)
+        return Reservation(slot, now, local=slot - offset + uncertainty)
+
+    def remaining(self, reservation: Reservation) -> float:
+        if reservation.local is None:
+            return reservation.wait
+        return reservation.local - time.monotonic()
 
     def push_back(self, bucket: str, delay: float) -> None:
         self._call(self._push_back, bucket, round(max(delay, 0.0) * 1e6))
@@ -466,6 +525,7 @@ def reset_gates() -> None:
 __all__ = [
     "BACKENDS",
     "POLICIES",
+    "ClockOffset",
     "CooldownGate",
     "EndpointPolicy",
     "FileGate",

@@ -87,11 +87,17 @@ def _gaps(journal: list[dict[str, Any]], endpoint: str) -> list[float]:
     return [b - a for a, b in itertools.pairwise(arrivals)]
 
 
-def _check_spacing(journal: list[dict[str, Any]], endpoint: str, interval: float, calls: int) -> list[float]:
+def _check_spacing(
+    journal: list[dict[str, Any]], endpoint: str, interval: float, calls: int, *, saturated: bool = True
+) -> list[float]:
+    """Arrival gaps of the accepted calls: never under the sandbox's 98 %; when the endpoint was the
+    bottleneck (``saturated``), typically one interval + margin, i.e. no time was wasted."""
     gaps = _gaps(journal, endpoint)
     assert len(gaps) == calls - 1
     assert min(gaps) >= 0.98 * interval  # the sandbox's own verdict, checked independently
-    assert statistics.median(gaps) == pytest.approx(interval + safety_margin(interval), abs=0.1 * interval)
+    assert not saturated or statistics.median(gaps) == pytest.approx(
+        interval + safety_margin(interval), abs=0.1 * interval
+    )
     return gaps
 
 
@@ -101,6 +107,13 @@ def _summary(name: str, wall: float, bound: float, gaps: list[float]) -> None:
         f"\n{name}: wall {wall:.2f}s vs bound {bound:.2f}s ({wall / bound - 1:+.1%}); arrival gaps "
         f"min {min(gaps) * 1000:.1f} ms, median {statistics.median(gaps) * 1000:.1f} ms, p99 {q[98] * 1000:.1f} ms"
     )
+
+
+def _rejected(sandbox: Any) -> list[tuple[str, float | None]]:
+    """(endpoint, seconds since the previous accepted arrival) of every 429, for failure messages."""
+    return [
+        (e["endpoint"], e.get("cooldown", {}).get("elapsed")) for e in sandbox.journal() if e["status"] == 429
+    ]
 
 
 def _conn(sandbox: Any, **extras: Any) -> str:
@@ -133,7 +146,7 @@ def test_eight_processes_file_gate_zero_429s(sandbox: Any, list_id: int, tmp_pat
     conn = _conn(sandbox, cooldown_backend="file", state_uri=str(tmp_path))
     wall, reports = _run([(conn, 8, ["lists.add"] * 20)], list_id)
     counters = sandbox.counters()["lists.add"]
-    assert counters["429s"] == 0
+    assert counters["429s"] == 0, _rejected(sandbox)
     assert counters["requests"] == 160
     assert all(r["calls"] == {"lists.add": 20} for r in reports)  # no retry was ever needed
     bound = 159 * ADD
@@ -154,7 +167,7 @@ def test_two_hosts_share_the_redis_gate(sandbox: Any, list_id: int, tmp_path: Pa
     plan = ["lists.add"] * 20
     wall, reports = _run([(host_a, 4, plan), (host_b, 4, plan)], list_id)
     counters = sandbox.counters()["lists.add"]
-    assert counters["429s"] == 0
+    assert counters["429s"] == 0, _rejected(sandbox)
     assert counters["requests"] == 160
     assert all(r["calls"] == {"lists.add": 20} for r in reports)
     bound = 159 * ADD
@@ -170,12 +183,12 @@ def test_adds_and_removes_proceed_side_by_side(sandbox: Any, list_id: int, tmp_p
     plan = ["lists.add", "lists.remove"] * 10
     wall, _ = _run([(conn, 8, plan)], list_id)
     counters = sandbox.counters()
-    assert counters["lists.add"]["429s"] == 0
-    assert counters["lists.remove"]["429s"] == 0
+    assert counters["lists.add"]["429s"] == 0, _rejected(sandbox)
+    assert counters["lists.remove"]["429s"] == 0, _rejected(sandbox)
     assert counters["lists.add"]["requests"] == counters["lists.remove"]["requests"] == 80
     journal = sandbox.journal()
     add_gaps = _check_spacing(journal, "lists.add", ADD, 80)
-    _check_spacing(journal, "lists.remove", REMOVE, 80)
+    _check_spacing(journal, "lists.remove", REMOVE, 80, saturated=False)  # removes wait for adds
     add_bound, remove_bound = 79 * ADD, 79 * REMOVE
     assert wall == pytest.approx(add_bound + REMOVE, rel=0.10)
     assert wall < 0.8 * (add_bound + remove_bound)

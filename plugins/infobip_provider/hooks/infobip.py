@@ -58,10 +58,12 @@ class RetryPolicy:
         return ceiling / 2 + rand() * ceiling / 2
 
 
-def parse_base_url(host: str | None) -> str:
+def parse_base_url(host: str | None, *, allow_insecure_http: bool = False) -> str:
     """Turn the connection's host into a base URL: scheme optional (https assumed).
 
-    Plain ``http`` is accepted only for loopback hosts (the sandbox); anything else must use https.
+    Plain ``http`` is accepted only for loopback hosts (the sandbox), or for any host when the
+    connection sets the extra ``allow_insecure_http`` to true (a sandbox on a private network, such
+    as the docker-compose one); anything else must use https.
     """
     raw = (host or "").strip().rstrip("/")
     if not raw:
@@ -73,10 +75,11 @@ def parse_base_url(host: str | None) -> str:
     parts = urlsplit(raw)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InfobipConfigError(f"The Infobip base URL {raw!r} is not an http(s) URL with a host name")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not (allow_insecure_http or _is_loopback(parts.hostname)):
         raise InfobipConfigError(
             f"Refusing plain http for {parts.hostname}: the API key would travel unencrypted. "
-            "Use https (only loopback hosts such as the sandbox may use http)."
+            "Use https (only loopback hosts such as the sandbox may use http, or a host the connection "
+            "explicitly allows with the extra allow_insecure_http: true)."
         )
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
@@ -101,6 +104,16 @@ def _float_extra(extras: dict[str, Any], name: str, default: float, minimum: flo
     if number < minimum:
         raise InfobipConfigError(f"Connection extra {name!r} must be at least {minimum}, got {number}")
     return number
+
+
+def _bool_extra(extras: dict[str, Any], name: str) -> bool:
+    """A yes/no extra that must be set explicitly: ``true`` (JSON or text) turns it on, nothing else."""
+    value = extras.get(name, False)
+    if value in (None, "", False) or (isinstance(value, str) and value.strip().lower() == "false"):
+        return False
+    if value is True or (isinstance(value, str) and value.strip().lower() == "true"):
+        return True
+    raise InfobipConfigError(f"Connection extra {name!r} must be true or false, got {value!r}")
 
 
 def default_state_uri() -> str:
@@ -168,7 +181,7 @@ class InfobipHook(BaseHook):
             raise InfobipConfigError(
                 f"Connection extra cooldown_backend must be one of {', '.join(COOLDOWN_BACKENDS)}, got {backend!r}"
             )
-        base_url = parse_base_url(conn.host)
+        base_url = parse_base_url(conn.host, allow_insecure_http=_bool_extra(extras, "allow_insecure_http"))
         return {
             "base_url": base_url,
             "api_key": api_key,
@@ -271,6 +284,7 @@ class InfobipHook(BaseHook):
         url = self.base_url + path
         interval = self.interval(endpoint)
         bucket = self.bucket(endpoint)
+        session = self.session  # built before the first reservation, so the slot is not spent on set-up
         failures = 0
         rate_limited = 0
         while True:
@@ -278,7 +292,7 @@ class InfobipHook(BaseHook):
             self.waited[endpoint] = self.waited.get(endpoint, 0.0) + waited
             self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
             try:
-                response = self.session.request(
+                response = session.request(
                     method, url, params=params, json=json_body, timeout=self._settings["timeout"]
                 )
             except requests.RequestException as exc:
@@ -331,7 +345,12 @@ class InfobipHook(BaseHook):
     def get_balance(self, *, max_attempts: int | None = None) -> dict[str, Any]:
         """``GET /account/1/balance``: the cheapest authenticated call."""
         return self._call(
-            "account.balance", "GET", "/account/1/balance", what="balance", idempotent=True, max_attempts=max_attempts
+            "account.balance",
+            "GET",
+            "/account/1/balance",
+            what="balance",
+            idempotent=True,
+            max_attempts=max_attempts,
         )
 
     def test_connection(self) -> tuple[bool, str]:
