@@ -157,7 +157,7 @@ class CohortToListOperator(BaseOperator):
         from infobip_provider.cohorts import IdentityColumns, prepare_cohort
 
         source = cohort_source_for(self, context)
-        prepared = prepare_cohort(source, IdentityColumns(email=self.id_column), key="email")
+        prepared = prepare_cohort(source, IdentityColumns(email=self.id_column, phone=None), key="email")
         prepared.check_reject_ratio(self.max_reject_ratio, self.log)
         return prepared
 

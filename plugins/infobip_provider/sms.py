@@ -1,0 +1,876 @@
+"""SMS building blocks, pure: templating, segment counting, options, ids, batching, the send ledger.
+
+- :class:`MessageTemplate`: ``{{field}}`` tokens filled per recipient; a missing value renders
+  empty; an unknown or malformed token is an error before anything is sent.
+- :func:`count_segments`: GSM 03.38 rules. GSM-7 fits 160 septets in one SMS and 153 per part when
+  split; the extension characters ``^ { } \\ [ ] ~ | €`` (and form feed) take two septets and are
+  never split across parts; one character outside GSM-7 makes the whole message UCS-2 (70 UTF-16
+  code units, 67 per part, surrogate pairs never split). The result names the characters that
+  forced UCS-2.
+- :class:`SmsOptions`: every option of ``POST /sms/3/messages``, checked at plan time (sender
+  format, ``sendAt`` at most 180 days ahead, a delivery window of at least one hour ...).
+- :func:`broadcast_bulk_id` / :func:`message_id`: deterministic ids, so a retried task finds what
+  an earlier try sent.
+- :func:`plan_batches` / :func:`build_body`: identical texts share one message with many
+  destinations; at most 1000 destinations per request.
+- :func:`fold_ledger`: what the journal of a broadcast says was sent, and which batches are open.
+
+Nothing here touches the network, the clock (it is passed in) or pandas.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import re
+import unicodedata
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from infobip_provider.errors import InfobipConfigError
+
+MAX_DESTINATIONS = 1000
+MAX_BULK_ID = 100
+MAX_SCHEDULE_DAYS = 180
+MAX_CALLBACK_DATA = 4000
+MAX_PLATFORM_ID = 255
+MAX_CAMPAIGN_REFERENCE = 255
+MAX_KOREA_TITLE = 66
+VALIDITY_CAP = timedelta(hours=48)
+
+GSM7 = "GSM-7"
+UCS2 = "UCS-2"
+
+#: GSM 03.38 default alphabet, 0x00-0x7F (0x1B, the escape to the extension table, left out).
+GSM7_BASIC_CHARS = (
+    "@£$¥èéùìòÇ\nØø\rÅå"
+    "Δ_ΦΓΛΩΠΨΣΘΞÆæßÉ"
+    " !\"#¤%&'()*+,-./"
+    "0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNO"
+    "PQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmno"
+    "pqrstuvwxyzäöñüà"
+)
+#: GSM 03.38 extension table: each takes two septets (escape + code).
+GSM7_EXTENSION_CHARS = "\f^{}\\[~]|€"
+GSM7_BASIC = frozenset(GSM7_BASIC_CHARS)
+GSM7_EXTENSION = frozenset(GSM7_EXTENSION_CHARS)
+GSM7_ALL = GSM7_BASIC | GSM7_EXTENSION
+
+TRANSLITERATIONS = (
+    "NONE",
+    "TURKISH",
+    "GREEK",
+    "CYRILLIC",
+    "SERBIAN_CYRILLIC",
+    "CENTRAL_EUROPEAN",
+    "BALTIC",
+    "NON_UNICODE",
+    "PORTUGUESE",
+    "COLOMBIAN",
+    "BULGARIAN_CYRILLIC",
+    "ALL",
+)
+LANGUAGE_CODES = ("NONE", "TR", "ES", "PT", "AUTODETECT")
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+VALIDITY_UNITS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600}
+SPEED_UNITS = ("MINUTE", "HOUR", "DAY")
+IYS_RECIPIENT_TYPES = ("BIREYSEL", "TACIR")
+CONTENT_TYPES = ("application/json", "application/xml")
+
+
+class SmsConfigError(InfobipConfigError):
+    """An SMS option or the message template is unusable; found before anything is sent."""
+
+
+# ------------------------------------------------------------------------------------------ templating
+TOKEN = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
+FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class TemplateError(SmsConfigError):
+    """The message template has a malformed token or names a field the cohort does not have."""
+
+
+@dataclass(frozen=True)
+class MessageTemplate:
+    """A message text with ``{{field}}`` tokens (Lytics style: ``Hi {{first_name}}``).
+
+    :ivar parts: literal text and field names, alternating, starting and ending with literal text.
+    """
+
+    text: str
+    parts: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, text: Any) -> MessageTemplate:
+        """Split ``text`` into literals and fields; a ``{{`` that is not a well-formed token is an error."""
+        if not isinstance(text, str) or not text.strip():
+            raise TemplateError("The message text is empty")
+        parts: list[str] = []
+        pos = 0
+        bad: list[str] = []
+        for match in TOKEN.finditer(text):
+            name = match.group(1).strip()
+            if not FIELD_NAME.fullmatch(name):
+                bad.append(match.group(0))
+                continue
+            parts.append(text[pos : match.start()])
+            parts.append(name)
+            pos = match.end()
+        parts.append(text[pos:])
+        literal = "".join(parts[0::2])
+        if bad:
+            raise TemplateError(
+                f"Malformed tokens in the message text: {', '.join(repr(b) for b in bad)}; a token is "
+                "{{field}} with a cohort column name (letters, digits, _)"
+            )
+        if "{{" in literal or "}}" in literal:
+            raise TemplateError("The message text has an unclosed '{{' or a stray '}}'; a token is {{field}}")
+        return cls(text, tuple(parts))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Distinct field names in order of first use."""
+        return tuple(dict.fromkeys(self.parts[1::2]))
+
+    @property
+    def literal(self) -> str:
+        """The text with every token rendered empty."""
+        return "".join(self.parts[0::2])
+
+    def check_fields(self, available: Iterable[str]) -> None:
+        """Raise :class:`TemplateError` naming every token the cohort cannot fill, with close matches."""
+        known = list(available)
+        unknown = [f for f in self.fields if f not in known]
+        if not unknown:
+            return
+        hints = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1) or [
+                k for k in known if k.lower() == name.lower()
+            ]
+            hints.append(f"{{{{{name}}}}}" + (f" (did you mean {{{{{close[0]}}}}}?)" if close else ""))
+        shown = ", ".join(known) if known else "none"
+        raise TemplateError(
+            f"The message text uses {len(unknown)} field(s) the cohort does not have: {', '.join(hints)}. "
+            f"Cohort columns: {shown}"
+        )
+
+    def render(self, values: Mapping[str, Any]) -> str:
+        """Fill every token; a missing or empty value (None, NaN) renders as empty text."""
+        parts = self.parts
+        if len(parts) == 1:
+            return parts[0]
+        out = [parts[0]]
+        for i in range(1, len(parts), 2):
+            value = values.get(parts[i])
+            out.append(_as_text(value))
+            out.append(parts[i + 1])
+        return "".join(out)
+
+    def render_columns(self, columns: Mapping[str, Sequence[Any]], rows: int) -> list[str]:
+        """Render ``rows`` messages from column-wise values (``columns[field][i]`` for row ``i``)."""
+        literals = self.parts[0::2]
+        if len(literals) == 1:
+            return [literals[0]] * rows
+        fields = [columns[name] for name in self.parts[1::2]]
+        tail = literals[1:]
+        out = []
+        for values in zip(*fields):
+            pieces = [literals[0]]
+            for value, literal in zip(values, tail):
+                pieces.append(_as_text(value))
+                pieces.append(literal)
+            out.append("".join(pieces))
+        return out
+
+
+def _as_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value != value:  # NaN
+        return ""
+    return str(value)
+
+
+#: Names Airflow puts in a task's template context; ``{{ ds }}`` stays an Airflow template.
+def protect_tokens(text: str, context_keys: Iterable[str]) -> str:
+    """Wrap ``{{field}}`` tokens that are not Airflow context names in ``{% raw %}`` so that Airflow's
+    Jinja rendering of the operator's ``text`` leaves them for the per-recipient templating."""
+    keys = set(context_keys)
+
+    def wrap(match: re.Match[str]) -> str:
+        name = match.group(1).strip()
+        if FIELD_NAME.fullmatch(name) and name not in keys:
+            return "{% raw %}" + match.group(0) + "{% endraw %}"
+        return match.group(0)
+
+    if "{% raw %}" in text:  # the author took care of it
+        return text
+    return TOKEN.sub(wrap, text)
+
+
+# ------------------------------------------------------------------------------------------ segments
+@dataclass(frozen=True)
+class SegmentCount:
+    """How a text travels as SMS.
+
+    :ivar encoding: ``GSM-7`` or ``UCS-2``.
+    :ivar length: septets (GSM-7, extension characters count twice) or UTF-16 code units (UCS-2).
+    :ivar segments: SMS parts (0 for an empty text).
+    :ivar per_segment: the capacity of one part (160/153 or 70/67).
+    :ivar remaining: units left in the last part.
+    :ivar ucs2_characters: the distinct characters outside GSM-7, in order of first appearance.
+    """
+
+    encoding: str
+    length: int
+    segments: int
+    per_segment: int
+    remaining: int
+    ucs2_characters: tuple[str, ...] = ()
+
+
+def _pack(sizes: Iterable[int], single: int, per_part: int) -> tuple[int, int]:
+    """Parts and units left when items of ``sizes`` are packed in order, none split across parts."""
+    parts, used = 1, 0
+    for size in sizes:
+        if used + size > per_part:
+            parts, used = parts + 1, 0
+        used += size
+    return parts, per_part - used
+
+
+def count_segments(text: str) -> SegmentCount:
+    """Count the SMS parts of ``text`` per GSM 03.38 (see the module docstring)."""
+    if not text:
+        return SegmentCount(GSM7, 0, 0, 160, 160)
+    chars = set(text)
+    if chars <= GSM7_ALL:
+        extension = chars & GSM7_EXTENSION
+        length = len(text) + (sum(text.count(c) for c in extension) if extension else 0)
+        if length <= 160:
+            return SegmentCount(GSM7, length, 1, 160, 160 - length)
+        if not extension:
+            parts = -(-length // 153)
+            return SegmentCount(GSM7, length, parts, 153, parts * 153 - length)
+        parts, left = _pack((2 if c in GSM7_EXTENSION else 1 for c in text), 160, 153)
+        return SegmentCount(GSM7, length, parts, 153, left)
+    outside = tuple(dict.fromkeys(c for c in text if c not in GSM7_ALL))
+    astral = any(ord(c) > 0xFFFF for c in chars)
+    length = len(text) + (sum(1 for c in text if ord(c) > 0xFFFF) if astral else 0)
+    if length <= 70:
+        return SegmentCount(UCS2, length, 1, 70, 70 - length, outside)
+    if not astral:
+        parts = -(-length // 67)
+        return SegmentCount(UCS2, length, parts, 67, parts * 67 - length, outside)
+    parts, left = _pack((2 if ord(c) > 0xFFFF else 1 for c in text), 70, 67)
+    return SegmentCount(UCS2, length, parts, 67, left, outside)
+
+
+def describe_character(char: str) -> str:
+    """``'ş' U+015F LATIN SMALL LETTER S WITH CEDILLA``: visible even for invisible characters."""
+    name = unicodedata.name(char, "")
+    shown = char if char.isprintable() and not char.isspace() else ""
+    return " ".join(p for p in (repr(shown) if shown else "", f"U+{ord(char):04X}", name) if p)
+
+
+# ------------------------------------------------------------------------------------------ sender, ids
+ALPHANUMERIC_SENDER = re.compile(r"(?=.*[A-Za-z])[A-Za-z0-9 ._&-]{3,11}")
+NUMERIC_SENDER = re.compile(r"\+?[0-9]{3,16}")
+
+
+def check_sender(sender: Any) -> str:
+    """The sender as Infobip takes it: alphanumeric 3-11 characters or numeric 3-16 digits."""
+    text = "" if sender is None else str(sender).strip()
+    if ALPHANUMERIC_SENDER.fullmatch(text) or NUMERIC_SENDER.fullmatch(text):
+        return text
+    raise SmsConfigError(
+        f"The sender {text!r} is not valid: use an alphanumeric sender of 3 to 11 characters (letters, "
+        "digits, space . _ & -, at least one letter) or a number of 3 to 16 digits"
+    )
+
+
+def broadcast_bulk_id(dag_id: str, run_id: str, task_id: str, suffix: str = "") -> str:
+    """A bulk id that is the same on every try of one task in one run, and unique across runs.
+
+    A readable prefix plus a hash of the exact ids (so two runs never share a bulk id even when
+    the readable part is cut or cleaned), at most 100 characters.
+    """
+    raw = "\x1f".join((dag_id, run_id, task_id, suffix))
+    digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dag_id}.{task_id}.{run_id}{suffix}").strip("-.")
+    return f"{readable[: MAX_BULK_ID - len(digest) - 1]}-{digest}"
+
+
+def message_id(bulk_id: str, phone: str) -> str:
+    """The recipient's message id within a broadcast: 32 hex characters, the same on every try."""
+    return hashlib.sha256(f"{bulk_id}\x1f{phone}".encode()).hexdigest()[:32]
+
+
+# ------------------------------------------------------------------------------------------ options
+def _time_of_day(value: Any, what: str, problems: list[str]) -> dict[str, int] | None:
+    hour: Any
+    minute: Any
+    if isinstance(value, Mapping):
+        hour, minute = value.get("hour"), value.get("minute", 0)
+    elif isinstance(value, str) and re.fullmatch(r"\d{1,2}(:\d{2})?", value.strip()):
+        hour_text, _, minute_text = value.strip().partition(":")
+        hour, minute = int(hour_text), int(minute_text or 0)
+    else:
+        problems.append(
+            f"delivery_time_window {what} must be 'HH:MM' or {{'hour': h, 'minute': m}}, got {value!r}"
+        )
+        return None
+    try:
+        hour, minute = int(hour), int(minute)
+    except (TypeError, ValueError):
+        problems.append(f"delivery_time_window {what} needs whole hour and minute, got {value!r}")
+        return None
+    if not (0 <= hour <= 23 and 0 <= minute <= 59):
+        problems.append(f"delivery_time_window {what} must be between 00:00 and 23:59, got {value!r}")
+        return None
+    return {"hour": hour, "minute": minute}
+
+
+def _day(value: Any) -> str | None:
+    word = str(value).strip().upper()
+    for day in DAYS:
+        if word == day or (len(word) >= 3 and day.startswith(word)):
+            return day
+    return None
+
+
+def parse_delivery_time_window(value: Any, problems: list[str]) -> dict[str, Any] | None:
+    """``{"days": [...], "from": "09:00", "to": "20:00"}`` (UTC) as Infobip's object; days default to all."""
+    if value in (None, "", {}):
+        return None
+    if not isinstance(value, Mapping):
+        problems.append(f"delivery_time_window must be an object with days, from and to, got {value!r}")
+        return None
+    unknown = set(value) - {"days", "from", "to"}
+    if unknown:
+        problems.append(f"delivery_time_window has unknown keys {sorted(unknown)}: use days, from, to")
+    raw_days = value.get("days") or list(DAYS)
+    if isinstance(raw_days, str):
+        raw_days = [d for d in re.split(r"[,\s]+", raw_days) if d]
+    days = [_day(d) for d in raw_days]
+    if any(d is None for d in days):
+        bad = [d for d, ok in zip(raw_days, days) if ok is None]
+        problems.append(f"delivery_time_window days must be week days (MONDAY ... SUNDAY), got {bad}")
+        return None
+    window: dict[str, Any] = {"days": [d for d in DAYS if d in days]}
+    has_from, has_to = value.get("from") not in (None, ""), value.get("to") not in (None, "")
+    if has_from != has_to:
+        problems.append("delivery_time_window needs both from and to, or neither")
+        return window
+    if has_from:
+        start = _time_of_day(value["from"], "from", problems)
+        end = _time_of_day(value["to"], "to", problems)
+        if start and end:
+            minutes = (end["hour"] * 60 + end["minute"]) - (start["hour"] * 60 + start["minute"])
+            if minutes < 60:
+                problems.append(
+                    "delivery_time_window from and to must be at least one hour apart, to after from "
+                    f"(UTC), got {start['hour']:02d}:{start['minute']:02d}-{end['hour']:02d}:{end['minute']:02d}"
+                )
+            window["from"], window["to"] = start, end
+    return window
+
+
+def parse_validity_period(value: Any, problems: list[str], warnings: list[str]) -> dict[str, Any] | None:
+    """Minutes (int), a timedelta, ``"48h"``/``"30m"``/``"90s"`` or ``{"amount", "timeUnit"}``."""
+    if value in (None, "", {}):
+        return None
+    amount: Any
+    unit = "MINUTES"
+    if isinstance(value, timedelta):
+        amount, unit = int(value.total_seconds()), "SECONDS"
+        if amount % 3600 == 0:
+            amount, unit = amount // 3600, "HOURS"
+        elif amount % 60 == 0:
+            amount, unit = amount // 60, "MINUTES"
+    elif isinstance(value, Mapping):
+        amount, unit = value.get("amount"), str(value.get("timeUnit", "MINUTES")).upper()
+    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*[hms]?\s*", value, re.I):
+        text = value.strip().lower()
+        unit = {"h": "HOURS", "m": "MINUTES", "s": "SECONDS"}.get(text[-1], "MINUTES")
+        amount = int(text.rstrip("hms").strip())
+    else:
+        amount = value
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1 or unit not in VALIDITY_UNITS:
+        problems.append(
+            "validity_period must be a positive number of minutes, a timedelta, '48h'/'30m'/'90s' or "
+            f"{{'amount': n, 'timeUnit': SECONDS|MINUTES|HOURS}}, got {value!r}"
+        )
+        return None
+    if amount * VALIDITY_UNITS[unit] > VALIDITY_CAP.total_seconds():
+        warnings.append("validity_period above 48 hours: Infobip cuts it to 48 hours")
+    return {"amount": amount, "timeUnit": unit}
+
+
+def parse_send_at(value: Any, now: datetime, problems: list[str], warnings: list[str]) -> str | None:
+    """A datetime or ISO 8601 text (no zone means UTC) as ``yyyy-MM-ddTHH:mm:ss.SSS+0000``."""
+    if value in (None, ""):
+        return None
+    moment: datetime | None = None
+    if isinstance(value, datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            moment = None
+    if moment is None:
+        problems.append(f"send_at must be a datetime or an ISO 8601 date-time, got {value!r}")
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    if moment > now + timedelta(days=MAX_SCHEDULE_DAYS):
+        problems.append(f"send_at must be at most {MAX_SCHEDULE_DAYS} days ahead, got {moment.isoformat()}")
+    elif moment < now:
+        warnings.append("send_at is in the past: Infobip sends at once")
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
+
+
+def parse_sending_speed_limit(value: Any, problems: list[str]) -> dict[str, Any] | None:
+    """Messages per minute (int) or ``{"amount": n, "timeUnit": MINUTE|HOUR|DAY}``."""
+    if value in (None, "", {}, 0):
+        return None
+    if isinstance(value, Mapping):
+        amount, unit = value.get("amount"), str(value.get("timeUnit", "MINUTE")).upper()
+    else:
+        amount, unit = value, "MINUTE"
+    if isinstance(amount, str) and amount.strip().isdigit():
+        amount = int(amount)
+    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1 or unit not in SPEED_UNITS:
+        problems.append(
+            "sending_speed_limit must be messages per minute or {'amount': n, 'timeUnit': MINUTE|HOUR|DAY}, "
+            f"got {value!r}"
+        )
+        return None
+    return {"amount": amount, "timeUnit": unit}
+
+
+def _int_or_none(value: Any, name: str, problems: list[str]) -> int | None:
+    if value in (None, ""):
+        return None
+    try:
+        if isinstance(value, bool):
+            raise ValueError
+        return int(str(value).strip())
+    except ValueError:
+        problems.append(f"{name} must be a whole number, got {value!r}")
+        return None
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _choice(value: Any, name: str, choices: Sequence[str], problems: list[str]) -> str | None:
+    text = _text_or_none(value)
+    if text is None:
+        return None
+    if text.upper() not in choices:
+        problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return None
+    return text.upper()
+
+
+def _flag(value: Any, name: str, problems: list[str]) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    word = str(value).strip().lower()
+    if word in ("true", "1", "yes", "on"):
+        return True
+    if word in ("false", "0", "no", "off"):
+        return False
+    problems.append(f"{name} must be true or false, got {value!r}")
+    return None
+
+
+def _max_len(value: str | None, name: str, limit: int, problems: list[str]) -> None:
+    if value is not None and len(value) > limit:
+        problems.append(f"{name} must have at most {limit} characters, got {len(value)}")
+
+
+@dataclass(frozen=True)
+class SmsOptions:
+    """Every option of a broadcast, checked and in Infobip's shape.
+
+    Build it with :meth:`from_args`, which collects every problem and raises them together.
+    """
+
+    sender: str | None = None
+    message_options: dict[str, Any] = field(default_factory=dict)
+    content_options: dict[str, Any] = field(default_factory=dict)
+    webhooks: dict[str, Any] = field(default_factory=dict)
+    schedule: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] = field(default_factory=dict)
+    include_sms_count: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def from_args(
+        cls,
+        *,
+        now: datetime,
+        sender: Any = None,
+        validity_period: Any = None,
+        delivery_time_window: Any = None,
+        send_at: Any = None,
+        sending_speed_limit: Any = None,
+        shorten_url: Any = None,
+        track_clicks: Any = None,
+        tracking_url: Any = None,
+        custom_domain: Any = None,
+        remove_protocol: Any = None,
+        notify_url: Any = None,
+        notify_content_type: Any = None,
+        intermediate_report: Any = None,
+        callback_data: Any = None,
+        transliteration: Any = None,
+        language_code: Any = None,
+        flash: Any = None,
+        india_dlt_principal_entity_id: Any = None,
+        india_dlt_content_template_id: Any = None,
+        turkey_iys_brand_code: Any = None,
+        turkey_iys_recipient_type: Any = None,
+        south_korea_reseller_code: Any = None,
+        south_korea_title: Any = None,
+        entity_id: Any = None,
+        application_id: Any = None,
+        campaign_reference_id: Any = None,
+        include_sms_count: Any = None,
+    ) -> SmsOptions:
+        """Check every option; raise :class:`SmsConfigError` listing all problems at once."""
+        problems: list[str] = []
+        warnings: list[str] = []
+        checked_sender = None
+        if _text_or_none(sender) is not None:
+            try:
+                checked_sender = check_sender(sender)
+            except SmsConfigError as exc:
+                problems.append(str(exc))
+
+        options: dict[str, Any] = {}
+        platform = {}
+        for key, value, name in (
+            ("entityId", entity_id, "entity_id"),
+            ("applicationId", application_id, "application_id"),
+        ):
+            text = _text_or_none(value)
+            _max_len(text, name, MAX_PLATFORM_ID, problems)
+            if text:
+                platform[key] = text
+        if platform:
+            options["platform"] = platform
+        validity = parse_validity_period(validity_period, problems, warnings)
+        if validity:
+            options["validityPeriod"] = validity
+        window = parse_delivery_time_window(delivery_time_window, problems)
+        if window:
+            options["deliveryTimeWindow"] = window
+        campaign = _text_or_none(campaign_reference_id)
+        _max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
+        if campaign:
+            options["campaignReferenceId"] = campaign
+        regional: dict[str, Any] = {}
+        principal = _text_or_none(india_dlt_principal_entity_id)
+        template = _text_or_none(india_dlt_content_template_id)
+        if template and not principal:
+            problems.append("india_dlt_content_template_id needs india_dlt_principal_entity_id")
+        if principal:
+            regional["indiaDlt"] = {"principalEntityId": principal}
+            if template:
+                regional["indiaDlt"]["contentTemplateId"] = template
+        brand = _int_or_none(turkey_iys_brand_code, "turkey_iys_brand_code", problems)
+        recipient_type = _choice(
+            turkey_iys_recipient_type, "turkey_iys_recipient_type", IYS_RECIPIENT_TYPES, problems
+        )
+        if brand is not None and recipient_type is None and _text_or_none(turkey_iys_recipient_type) is None:
+            problems.append("turkey_iys_brand_code needs turkey_iys_recipient_type (BIREYSEL or TACIR)")
+        if recipient_type:
+            regional["turkeyIys"] = {"recipientType": recipient_type}
+            if brand is not None:
+                regional["turkeyIys"]["brandCode"] = brand
+        reseller = _int_or_none(south_korea_reseller_code, "south_korea_reseller_code", problems)
+        title = _text_or_none(south_korea_title)
+        _max_len(title, "south_korea_title", MAX_KOREA_TITLE, problems)
+        korea: dict[str, Any] = {}
+        if reseller is not None:
+            korea["resellerCode"] = reseller
+        if title:
+            korea["title"] = title
+        if korea:
+            regional["southKorea"] = korea
+        if regional:
+            options["regional"] = regional
+        is_flash = _flag(flash, "flash", problems)
+        if is_flash is not None:
+            options["flash"] = is_flash
+
+        content: dict[str, Any] = {}
+        translit = _choice(transliteration, "transliteration", TRANSLITERATIONS, problems)
+        if translit:
+            content["transliteration"] = translit
+        language = _choice(language_code, "language_code", LANGUAGE_CODES, problems)
+        if language:
+            content["language"] = {"languageCode": language}
+
+        webhooks: dict[str, Any] = {}
+        url = _text_or_none(notify_url)
+        if url is not None and not re.fullmatch(r"https?://\S+", url):
+            problems.append(f"notify_url must be an http(s) URL, got {url!r}")
+        intermediate = _flag(intermediate_report, "intermediate_report", problems)
+        delivery: dict[str, Any] = {}
+        if url:
+            delivery["url"] = url
+        if intermediate is not None:
+            delivery["intermediateReport"] = intermediate
+        if delivery:
+            webhooks["delivery"] = delivery
+        content_type = _text_or_none(notify_content_type)
+        if content_type is not None and content_type not in CONTENT_TYPES:
+            problems.append(
+                f"notify_content_type must be one of {', '.join(CONTENT_TYPES)}, got {content_type!r}"
+            )
+        if content_type or url:
+            webhooks["contentType"] = content_type or "application/json"
+        data = None if callback_data is None else str(callback_data)
+        _max_len(data, "callback_data", MAX_CALLBACK_DATA, problems)
+        if data:
+            webhooks["callbackData"] = data
+
+        schedule: dict[str, Any] = {}
+        when = parse_send_at(send_at, now, problems, warnings)
+        if when:
+            schedule["sendAt"] = when
+        speed = parse_sending_speed_limit(sending_speed_limit, problems)
+        if speed:
+            schedule["sendingSpeedLimit"] = speed
+
+        tracking: dict[str, Any] = {}
+        for key, value, name in (
+            ("shortenUrl", shorten_url, "shorten_url"),
+            ("trackClicks", track_clicks, "track_clicks"),
+            ("removeProtocol", remove_protocol, "remove_protocol"),
+        ):
+            flag = _flag(value, name, problems)
+            if flag is not None:
+                tracking[key] = flag
+        for key, value in (("trackingUrl", tracking_url), ("customDomain", custom_domain)):
+            text = _text_or_none(value)
+            if text:
+                tracking[key] = text
+        if tracking.get("shortenUrl") is False and (
+            tracking.get("trackClicks") or "customDomain" in tracking or tracking.get("removeProtocol")
+        ):
+            problems.append("track_clicks, custom_domain and remove_protocol need shorten_url")
+        if tracking and "shortenUrl" not in tracking:
+            tracking["shortenUrl"] = True
+        count = _flag(include_sms_count, "include_sms_count", problems)
+
+        if problems:
+            raise SmsConfigError(f"{len(problems)} problem(s) with the SMS options: " + "; ".join(problems))
+        return cls(
+            sender=checked_sender,
+            message_options=options,
+            content_options=content,
+            webhooks=webhooks,
+            schedule=schedule,
+            tracking=tracking,
+            include_sms_count=bool(count),
+            warnings=tuple(warnings),
+        )
+
+    @property
+    def transliterated(self) -> bool:
+        """True when Infobip may change the text (transliteration or a national language table)."""
+        language = (self.content_options.get("language") or {}).get("languageCode", "NONE")
+        return self.content_options.get("transliteration", "NONE") != "NONE" or language != "NONE"
+
+
+# ------------------------------------------------------------------------------------------ batching
+@dataclass(frozen=True)
+class Recipient:
+    """One message to send: ``message_id`` (deterministic), ``to`` (E.164 digits) and the rendered text."""
+
+    message_id: str
+    to: str
+    text: str
+
+
+Group = tuple[str, list[tuple[str, str]]]  # (text, [(to, message_id), ...])
+
+
+def plan_batches(recipients: Sequence[Recipient], size: int = MAX_DESTINATIONS) -> list[list[Group]]:
+    """Requests of at most ``size`` destinations; recipients with the same text share one message.
+
+    Texts keep the order of their first recipient; a text shared by more than ``size`` recipients
+    is split over consecutive requests.
+    """
+    if not 1 <= size <= MAX_DESTINATIONS:
+        raise SmsConfigError(f"batch_size must be between 1 and {MAX_DESTINATIONS}, got {size}")
+    by_text: dict[str, list[tuple[str, str]]] = {}
+    for r in recipients:
+        by_text.setdefault(r.text, []).append((r.to, r.message_id))
+    batches: list[list[Group]] = []
+    current: list[Group] = []
+    room = size
+    for text, destinations in by_text.items():
+        start = 0
+        while start < len(destinations):
+            take = destinations[start : start + room]
+            current.append((text, take))
+            start += len(take)
+            room -= len(take)
+            if room == 0:
+                batches.append(current)
+                current, room = [], size
+    if current:
+        batches.append(current)
+    return batches
+
+
+def batch_ids(batch: Sequence[Group]) -> list[str]:
+    return [mid for _, destinations in batch for _, mid in destinations]
+
+
+def build_body(batch: Sequence[Group], options: SmsOptions, bulk_id: str) -> dict[str, Any]:
+    """The ``POST /sms/3/messages`` body of one batch."""
+    messages = []
+    for text, destinations in batch:
+        message: dict[str, Any] = {}
+        if options.sender:
+            message["sender"] = options.sender
+        message["destinations"] = [{"to": to, "messageId": mid} for to, mid in destinations]
+        message["content"] = {"text": text, **options.content_options}
+        if options.message_options:
+            message["options"] = options.message_options
+        if options.webhooks:
+            message["webhooks"] = options.webhooks
+        messages.append(message)
+    request_options: dict[str, Any] = {"schedule": {"bulkId": bulk_id, **options.schedule}}
+    if options.tracking:
+        request_options["tracking"] = options.tracking
+    if options.include_sms_count:
+        request_options["includeSmsCountInResponse"] = True
+    return {"messages": messages, "options": request_options}
+
+
+# ------------------------------------------------------------------------------------------ plan
+@dataclass
+class SegmentPlan:
+    """Segments of a broadcast's messages, for the dry run and ``max_segments``."""
+
+    messages: int = 0
+    total_segments: int = 0
+    by_segments: Counter[int] = field(default_factory=Counter)
+    by_encoding: Counter[str] = field(default_factory=Counter)
+    ucs2_characters: Counter[str] = field(default_factory=Counter)
+    longest: SegmentCount | None = None
+    too_long: int = 0
+
+    def add(self, count: SegmentCount, max_segments: int | None = None) -> None:
+        self.messages += 1
+        self.total_segments += count.segments
+        self.by_segments[count.segments] += 1
+        self.by_encoding[count.encoding] += 1
+        for char in count.ucs2_characters:
+            self.ucs2_characters[char] += 1
+        if self.longest is None or count.segments > self.longest.segments:
+            self.longest = count
+        if max_segments is not None and count.segments > max_segments:
+            self.too_long += 1
+
+    def as_dict(self, price_per_segment: float | None = None, top_characters: int = 20) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "messages": self.messages,
+            "total_segments": self.total_segments,
+            "messages_by_segments": {str(k): v for k, v in sorted(self.by_segments.items())},
+            "messages_by_encoding": dict(sorted(self.by_encoding.items())),
+            "ucs2_characters": [
+                {"character": describe_character(c), "messages": n}
+                for c, n in self.ucs2_characters.most_common(top_characters)
+            ],
+        }
+        if self.longest is not None:
+            out["longest"] = {
+                "segments": self.longest.segments,
+                "encoding": self.longest.encoding,
+                "length": self.longest.length,
+            }
+        if price_per_segment is not None:
+            out["price_per_segment"] = price_per_segment
+            out["estimated_cost"] = round(self.total_segments * price_per_segment, 6)
+        return out
+
+
+# ------------------------------------------------------------------------------------------ ledger
+@dataclass
+class Ledger:
+    """What a broadcast's journal says.
+
+    :ivar sent: message ids Infobip accepted (answered, or found in its logs).
+    :ivar open: batches written before sending without an answer: key -> (time, message ids).
+    :ivar statuses: status group name -> messages, from the answers and the logs.
+    :ivar reported_segments: ``messageCount`` summed from answers that carried it.
+    :ivar reconciled: message ids found in the logs after a lost answer or a crash.
+    :ivar not_sent: batches closed because Infobip provably did not take them.
+    """
+
+    sent: set[str] = field(default_factory=set)
+    open: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
+    statuses: Counter[str] = field(default_factory=Counter)
+    reported_segments: int = 0
+    reconciled: int = 0
+    not_sent: int = 0
+
+
+def fold_ledger(records: Iterable[Mapping[str, Any]]) -> Ledger:
+    """Fold journal records (``intent``, ``ack``, ``reconciled``, ``not_sent``) into a :class:`Ledger`."""
+    ledger = Ledger()
+    for record in records:
+        state, key = record.get("state"), str(record.get("batch"))
+        if state == "intent":
+            ledger.open[key] = (float(record.get("t", 0.0)), list(record.get("ids") or []))
+        elif state == "ack" and key in ledger.open:
+            ledger.sent.update(ledger.open.pop(key)[1])
+            ledger.statuses.update(record.get("statuses") or {})
+            ledger.reported_segments += int(record.get("segments") or 0)
+        elif state == "reconciled" and key in ledger.open:
+            ledger.open.pop(key)
+            known = list(record.get("known") or [])
+            ledger.sent.update(known)
+            ledger.reconciled += len(known)
+            ledger.statuses.update(record.get("statuses") or {})
+        elif state == "not_sent" and key in ledger.open:
+            ledger.open.pop(key)
+            ledger.not_sent += 1
+    return ledger
+
+
+def answer_statuses(answer: Any) -> tuple[Counter[str], int]:
+    """Status group counts and summed ``messageCount`` of a send answer (or a logs page)."""
+    statuses: Counter[str] = Counter()
+    segments = 0
+    items = answer.get("messages") if isinstance(answer, Mapping) else None
+    for item in items or []:
+        status = item.get("status") or {}
+        statuses[str(status.get("groupName") or "UNKNOWN")] += 1
+        details = item.get("details") or {}
+        segments += int(details.get("messageCount") or 0)
+    return statuses, segments
