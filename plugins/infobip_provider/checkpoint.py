@@ -3,14 +3,24 @@
 Operators run their batches through :class:`BatchLanes`: one lane per endpoint, lanes side by side
 (their cooldowns are independent), each batch journaled in the target's state so a killed or
 retried task can fold what Infobip acknowledged into its snapshot and send only the rest.
+
+A lane may *follow* another: its batches come from a :class:`BatchFeed` that the leading lane fills
+from its ``on_ack`` callback, so a follower sends only what the leader had acknowledged (a person's
+tag after its upsert) while both run side by side.
+
+A lane sends one batch at a time by default. With ``window`` > 1 it keeps up to that many batches in
+flight, each journaled (intent, then ack) on its own: when an answer takes longer than the endpoint's
+cooldown, the next batch still goes out at its slot instead of after the answer.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,21 +66,87 @@ def batches(items: Sequence[str], size: int) -> list[list[str]]:
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
 
 
+class BatchFeed:
+    """Batches that become ready while lanes run: a leading lane puts ids in, a following lane sends them.
+
+    Iterating blocks until ``size`` ids are ready (a full batch) or the feed is closed (what is left,
+    then the end). The leader's ``on_exit`` should close the feed, whatever happened to it.
+
+    :param size: ids per batch.
+    :param ids: ids ready from the start.
+    :param expected: how many ids should arrive in all (only for the ETA in the log).
+    """
+
+    def __init__(self, size: int, ids: Iterable[str] = (), expected: int | None = None) -> None:
+        if size < 1:
+            raise ValueError("a batch holds at least one id")
+        self.size = size
+        self._pending: deque[str] = deque(ids)
+        self._closed = False
+        self._ready = threading.Condition()
+        self.expected = len(self._pending) if expected is None else expected
+
+    def put(self, ids: Iterable[str]) -> None:
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the feed is closed")
+            self._pending.extend(ids)
+            if len(self._pending) >= self.size:
+                self._ready.notify_all()
+
+    def close(self) -> None:
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __bool__(self) -> bool:
+        """True while the feed may still yield a batch (a lane thread is worth starting)."""
+        with self._ready:
+            return bool(self._pending) or not self._closed
+
+    def __len__(self) -> int:
+        """The expected number of batches (an estimate: for the ETA only)."""
+        return math.ceil(self.expected / self.size)
+
+    def __iter__(self) -> Iterator[list[str]]:
+        while True:
+            with self._ready:
+                self._ready.wait_for(lambda: len(self._pending) >= self.size or self._closed)
+                if not self._pending:
+                    return
+                take = min(self.size, len(self._pending))
+                batch = [self._pending.popleft() for _ in range(take)]
+            yield batch
+
+
 @dataclass
 class Lane:
     """One endpoint's batches and the call that sends one batch.
 
     :param send: sends a batch and returns the refused ids with their reasons.
     :param interval: the endpoint's cooldown (for the ETA in the log).
+    :param on_ack: called with ``(ids, refused)`` after each batch's ack is journaled (feeds a follower).
+    :param on_exit: called once when the lane ends, whether it finished, stopped or failed
+        (closes the feed of a follower), also when it had nothing to send; after every batch in
+        flight was answered.
+    :param window: batches in flight at once (``send`` is then called from several threads; the
+        cooldown gate still spaces the requests).
     """
 
     name: str
-    batches: list[list[str]]
+    batches: Sequence[list[str]] | BatchFeed
     send: Callable[[list[str]], dict[str, str]]
     interval: float = 0.0
     done: int = 0
     sent_ids: int = 0
     refused: dict[str, str] = field(default_factory=dict)
+    on_ack: Callable[[list[str], dict[str, str]], None] | None = None
+    on_exit: Callable[[], None] | None = None
+    window: int = 1
 
 
 class BatchLanes:
@@ -84,6 +160,9 @@ class BatchLanes:
 
     def run(self, lanes: Sequence[Lane]) -> None:
         errors: list[BaseException] = []
+        for lane in lanes:
+            if not lane.batches and lane.on_exit is not None:
+                lane.on_exit()
         threads = [
             threading.Thread(
                 target=self._run_lane, args=(lane, errors), name=f"infobip-{lane.name}", daemon=True
@@ -102,6 +181,9 @@ class BatchLanes:
         started = self._clock()
         total = len(lane.batches)
         try:
+            if lane.window > 1:
+                self._run_window(lane, errors, started)
+                return
             for number, ids in enumerate(lane.batches):
                 if self._stop.is_set():
                     return
@@ -112,6 +194,9 @@ class BatchLanes:
                 lane.done += 1
                 lane.sent_ids += len(ids)
                 lane.refused.update(refused)
+                if lane.on_ack is not None:
+                    lane.on_ack(ids, refused)
+                total = max(total, lane.done)
                 remaining = total - lane.done
                 if lane.done == total or lane.done % max(1, total // 10) == 0:
                     log.info(
@@ -126,3 +211,57 @@ class BatchLanes:
         except BaseException as exc:
             errors.append(exc)
             self._stop.set()
+        finally:
+            if lane.on_exit is not None:
+                lane.on_exit()
+
+    def _run_window(self, lane: Lane, errors: list[BaseException], started: float) -> None:
+        """Up to ``lane.window`` batches in flight; every one is journaled and joined before returning."""
+        free = threading.Semaphore(lane.window)
+        counts = threading.Lock()
+        workers: list[threading.Thread] = []
+
+        def send(record: dict[str, Any], ids: list[str]) -> None:
+            try:
+                refused = lane.send(ids)
+                self.target.append_journal({**record, "state": "ack", "refused": refused})
+                with counts:
+                    lane.done += 1
+                    lane.sent_ids += len(ids)
+                    lane.refused.update(refused)
+                    done, sent_ids = lane.done, lane.sent_ids
+                if lane.on_ack is not None:
+                    lane.on_ack(ids, refused)
+                total = max(len(lane.batches), done)
+                if done == total or done % max(1, total // 10) == 0:
+                    log.info(
+                        "%s: batch %d/%d acknowledged (%d ids), %.1fs elapsed, ETA %.1fs",
+                        lane.name,
+                        done,
+                        total,
+                        sent_ids,
+                        self._clock() - started,
+                        (total - done) * lane.interval,
+                    )
+            except BaseException as exc:
+                errors.append(exc)
+                self._stop.set()
+            finally:
+                free.release()
+
+        try:
+            for number, ids in enumerate(lane.batches):
+                free.acquire()
+                if self._stop.is_set():
+                    free.release()
+                    return
+                record: dict[str, Any] = {"run": self.run_id, "lane": lane.name, "batch": number}
+                self.target.append_journal({**record, "state": "intent", "ids": ids})
+                worker = threading.Thread(
+                    target=send, args=(record, ids), name=f"infobip-{lane.name}-{number}", daemon=True
+                )
+                workers.append(worker)
+                worker.start()
+        finally:
+            for worker in workers:
+                worker.join()
