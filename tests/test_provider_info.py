@@ -20,6 +20,7 @@ FIELDS = {
     "cooldown_redis_url",
     "state_uri",
     "timeout",
+    "allow_insecure_http",
 }
 
 

@@ -55,6 +55,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
         "ledgers. Default: $AIRFLOW_HOME/infobip_state.",
         "string",
     ),
+    "allow_insecure_http": _field(
+        "Allow plain http",
+        "Only for a sandbox on a private network (the docker-compose stack): allow an http:// base URL "
+        "that is not a loopback host. Never for a real account.",
+        "boolean",
+        default=False,
+    ),
     "timeout": _field(
         "Timeout (s)", "Seconds to wait for Infobip's answer to one request.", "number", default=30, minimum=1
     ),
