@@ -1,0 +1,289 @@
+"""PeopleImportOperator against an in-memory fake hook: ordering, refusals, a vanished tag, resume, guards.
+
+The fake keeps the hook's surface (``upsert_people``, ``get_tag``, ``create_tag``, ``tag_people``,
+``untag_people``, ``interval``, ``calls``, ``waited``) and logs every call in order; the real HTTP
+path is covered by tests/integration/test_people_import.py against the sandbox.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+from typing import Any
+
+import pandas as pd
+import pytest
+from airflow.sdk.exceptions import AirflowFailException
+
+from infobip_provider.errors import InfobipNotFoundError, InfobipServerError
+from infobip_provider.operators.people import PeopleImportOperator
+from infobip_provider.people import SNAPSHOT_COLUMNS
+from infobip_provider.state import StateStore
+
+FIELD_MAP = {"first_name": "firstName", "plan": "plan"}
+
+
+class FakeHook:
+    """People, tags and a call log in memory; the upsert carrying ``fail_on`` fails (once)."""
+
+    instances: list[FakeHook] = []
+    people: dict[str, dict[str, Any]] = {}
+    tags: set[str] = set()
+    log: list[tuple[str, list[str]]] = []
+    fail_on: str | None = None
+    lock = threading.RLock()  # the operator sends from several threads
+    state_uri = ""
+
+    def __init__(self, conn_id: str = "infobip_default") -> None:
+        self.calls: dict[str, int] = {}
+        self.waited: dict[str, float] = {}
+        self.key_fingerprint = "fp"
+        FakeHook.instances.append(self)
+
+    @classmethod
+    def reset(cls, state_uri: str) -> None:
+        cls.people, cls.tags, cls.log, cls.instances = {}, set(), [], []
+        cls.fail_on, cls.state_uri = None, state_uri
+
+    def interval(self, endpoint: str) -> float:
+        return 0.0
+
+    def _count(self, endpoint: str, ids: list[str]) -> None:
+        with FakeHook.lock:
+            self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
+            FakeHook.log.append((endpoint, ids))
+
+    def upsert_people(self, persons: list[dict[str, Any]]) -> dict[str, Any]:
+        keys = [p["contactInformation"][0]["identifier"] for p in persons]
+        with FakeHook.lock:
+            if FakeHook.fail_on in keys:
+                FakeHook.fail_on = None
+                raise InfobipServerError("people upsert: server error 500", status=500)
+            self._count("people.upsert", keys)
+        results, errors = [], []
+        for index, (key, person) in enumerate(zip(keys, persons)):  # one thread per batch: distinct people
+            if person.get("firstName") == "Refused":
+                errors.append({"index": index, "code": 400106, "message": "Ambiguous person.", "details": []})
+                continue
+            status = "CREATED" if key not in FakeHook.people else "UPDATED"
+            FakeHook.people.setdefault(key, {"tags": set()}).update(person)
+            results.append({"index": index, "id": index, "status": status})
+        return {"results": results, "errors": errors}
+
+    def get_tag(self, name: str) -> dict[str, Any] | None:
+        self._count("tags.get", [name])
+        return {"id": 7, "name": name} if name in FakeHook.tags else None
+
+    def create_tag(self, name: str) -> dict[str, Any]:
+        self._count("tags.create", [name])
+        FakeHook.tags.add(name)
+        return {"id": 7, "name": name}
+
+    def _tag(self, endpoint: str, name: str, people: list[tuple[str, str]]) -> dict[str, Any]:
+        self._count(endpoint, [identifier for _, identifier in people])
+        if name not in FakeHook.tags:
+            raise InfobipNotFoundError("tag add: 404 not found", status=404)
+        for _, identifier in people:
+            tags = FakeHook.people[identifier]["tags"]
+            tags.add(name) if endpoint == "tags.add" else tags.discard(name)
+        return {}
+
+    def tag_people(self, name: str, people: list[tuple[str, str]]) -> dict[str, Any]:
+        return self._tag("tags.add", name, people)
+
+    def untag_people(self, name: str, people: list[tuple[str, str]]) -> dict[str, Any]:
+        return self._tag("tags.remove", name, people)
+
+
+class FakeTI:
+    def xcom_push(self, key: str, value: Any) -> None:
+        json.dumps(value)
+
+
+@pytest.fixture
+def fake(tmp_path, monkeypatch):
+    import infobip_provider.hooks.infobip as hooks
+
+    FakeHook.reset(str(tmp_path / "state"))
+    monkeypatch.setattr(hooks, "InfobipHook", FakeHook)
+    return FakeHook
+
+
+def write_cohort(path, rows: list[dict[str, str]]) -> str:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["email", "phone", "first_name", "plan"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return str(path)
+
+
+def people(n: int, first: str = "Ana", start: int = 0) -> list[dict[str, str]]:
+    return [
+        {"email": f"p{i}@example.com", "phone": "", "first_name": first, "plan": "pro"}
+        for i in range(start, start + n)
+    ]
+
+
+def run(cohort: str, **kwargs: Any) -> dict[str, Any]:
+    op = PeopleImportOperator(
+        task_id="import_people", cohort_path=cohort, field_map=FIELD_MAP, tag="VIP", batch_size=2, **kwargs
+    )
+    result = op.execute({"run_id": "manual__1", "ti": FakeTI(), "params": {}})
+    json.dumps(result)
+    return result
+
+
+def calls(endpoint: str) -> list[str]:
+    return [i for e, ids in FakeHook.log if e == endpoint for i in ids]
+
+
+def snapshot(tmp_path) -> pd.DataFrame:
+    return StateStore(str(tmp_path / "state")).target("fp", "tags", "VIP").read_snapshot(SNAPSHOT_COLUMNS)
+
+
+# ----------------------------------------------------------------------------------------------- tests
+def test_first_run_upserts_then_tags_each_person_and_a_rerun_sends_nothing(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", people(5))
+    first = run(cohort)
+    assert (first["created"], first["updated"], first["tagged"], first["untagged"]) == (5, 0, 5, 0)
+    assert calls("tags.get") == ["VIP"] and calls("tags.create") == ["VIP"]
+    assert (
+        sorted(calls("tags.add")) == sorted(calls("people.upsert")) == [f"p{i}@example.com" for i in range(5)]
+    )
+    for person in calls("tags.add"):  # each tag call comes after the upsert call that carried the person
+        upsert_at = next(
+            n for n, (e, ids) in enumerate(FakeHook.log) if e == "people.upsert" and person in ids
+        )
+        tag_at = next(n for n, (e, ids) in enumerate(FakeHook.log) if e == "tags.add" and person in ids)
+        assert upsert_at < tag_at
+    assert all(p["tags"] == {"VIP"} for p in FakeHook.people.values())
+
+    FakeHook.log.clear()
+    second = run(cohort)
+    assert FakeHook.log == [] and second["calls"] == {}
+    assert (second["created"], second["updated"], second["unchanged"], second["tagged"]) == (0, 0, 5, 0)
+
+
+def test_changed_people_are_upserted_again_leavers_untagged_entrants_tagged(fake, tmp_path):
+    run(write_cohort(tmp_path / "c.csv", people(4)))
+    FakeHook.log.clear()
+    rows = people(4)[1:]
+    rows[0]["first_name"] = "Changed"  # p1
+    rows += people(1, start=9)
+    summary = run(write_cohort(tmp_path / "c2.csv", rows))
+    assert calls("people.upsert") == ["p1@example.com", "p9@example.com"]
+    assert calls("tags.add") == ["p9@example.com"] and calls("tags.remove") == ["p0@example.com"]
+    assert calls("tags.get") == []  # the tag's id is remembered
+    assert (summary["updated"], summary["created"], summary["untagged"], summary["unchanged"]) == (1, 1, 1, 2)
+    assert FakeHook.people["p0@example.com"]["tags"] == set()  # untagged, never deleted
+
+
+def test_people_refused_in_the_207_answer_are_rejected_untagged_and_retried_next_run(fake, tmp_path):
+    rows = people(3)
+    rows[1]["first_name"] = "Refused"
+    summary = run(write_cohort(tmp_path / "c.csv", rows))
+    assert summary["refused_by_infobip"] == 1 and summary["rejected"] == 1 and summary["tagged"] == 2
+    assert "p1@example.com" not in calls("tags.add")
+    assert "p1@example.com" not in set(snapshot(tmp_path)["key"])
+    refused = [p for p in (tmp_path / "state").rglob("rejects/*refused.csv")]
+    assert len(refused) == 1 and "400106" in refused[0].read_text()
+    FakeHook.log.clear()
+    run(write_cohort(tmp_path / "c.csv", rows))
+    assert calls("people.upsert") == ["p1@example.com"]
+
+
+def test_a_tag_deleted_in_infobip_is_created_again_and_everyone_tagged(fake, tmp_path):
+    run(write_cohort(tmp_path / "c.csv", people(3)))
+    FakeHook.tags.clear()
+    for person in FakeHook.people.values():
+        person["tags"].clear()
+    FakeHook.log.clear()
+    summary = run(write_cohort(tmp_path / "c.csv", people(4)))
+    assert summary["tag_recreated"] is True
+    assert calls("tags.create") == ["VIP"]
+    assert calls("people.upsert") == ["p3@example.com"]  # no field was re-sent for the others
+    assert all(p["tags"] == {"VIP"} for p in FakeHook.people.values())
+
+
+def test_a_failed_run_resumes_without_repeating_acknowledged_batches(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", people(12))
+    FakeHook.fail_on = "p6@example.com"  # batches of 2, up to 4 in flight: whatever was answered is kept
+    with pytest.raises(InfobipServerError):
+        run(cohort)
+    first = calls("people.upsert")
+    frame = snapshot(tmp_path)
+    assert set(frame["key"]) == set(first) and "p6@example.com" not in first  # acknowledged = confirmed
+    tagged_before = {k for k, t in zip(frame["key"], frame["tagged"]) if t}
+    FakeHook.log.clear()
+    run(cohort)
+    everyone = {f"p{i}@example.com" for i in range(12)}
+    assert sorted(calls("people.upsert")) == sorted(everyone - set(first))  # nothing upserted twice
+    assert sorted(calls("tags.add")) == sorted(everyone - tagged_before)  # nor tagged twice
+    assert all(p["tags"] == {"VIP"} for p in FakeHook.people.values()) and len(FakeHook.people) == 12
+
+
+def test_the_removal_guard_stops_a_run_that_would_untag_most_people(fake, tmp_path):
+    run(write_cohort(tmp_path / "c.csv", people(10)))
+    FakeHook.log.clear()
+    with pytest.raises(AirflowFailException, match="max_removal_ratio"):
+        run(write_cohort(tmp_path / "c2.csv", people(3)))
+    assert FakeHook.log == []
+    summary = run(write_cohort(tmp_path / "c2.csv", people(3)), max_removal_ratio=1.0)
+    assert summary["untagged"] == 7
+
+
+def test_dry_run_plans_without_calls_or_state(fake, tmp_path):
+    rows = people(5)
+    rows[0]["first_name"] = "x" * 300
+    summary = run(write_cohort(tmp_path / "c.csv", rows), dry_run="true")
+    assert FakeHook.log == []
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("rejects"))
+    assert summary["to_upsert"] == 4 and summary["to_tag"] == 4 and summary["held"] == 1
+    assert summary["calls_planned"] == {"people.upsert": 2, "tags.add": 2, "tags.remove": 0}
+    assert summary["rejects_uri"] is None
+
+
+def test_value_rejects_count_towards_max_reject_ratio(fake, tmp_path):
+    rows = people(4)
+    rows[0]["first_name"] = rows[1]["first_name"] = "y" * 300
+    with pytest.raises(AirflowFailException, match="max_reject_ratio"):
+        run(write_cohort(tmp_path / "c.csv", rows), max_reject_ratio=0.25)
+    assert FakeHook.log == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        pytest.param(
+            {"email_column": "", "phone_column": None}, "email_column or phone_column", id="no-identity"
+        ),
+        pytest.param({"field_map": {"a": "tags"}}, "reserved", id="reserved-field"),
+        pytest.param({"person_type": "VIP"}, "CUSTOMER or LEAD", id="bad-type"),
+        pytest.param({"tag": "t" * 257}, "256", id="tag-too-long"),
+        pytest.param({"batch_size": 1001}, "batch_size", id="batch-too-big"),
+    ],
+)
+def test_bad_arguments_fail_before_any_call(fake, tmp_path, kwargs, message):
+    args = {"task_id": "t", "cohort_path": write_cohort(tmp_path / "c.csv", people(1)), **kwargs}
+    with pytest.raises(AirflowFailException, match=message):
+        PeopleImportOperator(**args).execute({"run_id": "r", "ti": FakeTI()})
+    assert FakeHook.log == [] and FakeHook.instances == []
+
+
+def test_template_fields_and_a_tag_named_after_the_dag_and_task():
+    from airflow.sdk import DAG
+
+    assert {
+        "tag",
+        "cohort_path",
+        "cohort_sql",
+        "cohort_conn_id",
+        "field_map",
+        "dry_run",
+        "person_type",
+    } <= set(PeopleImportOperator.template_fields)
+    assert PeopleImportOperator.template_ext == (".sql",)
+    with DAG("audience_export", schedule=None):
+        op = PeopleImportOperator(task_id="vip_people", tag="  ")
+    assert op.tag_name() == "audience_export.vip_people"
