@@ -598,3 +598,43 @@ def test_make_gate_never_falls_back_silently(fresh_gates: None, backend, kwargs,
     with pytest.raises(error, match=match):
         make_gate(backend, **kwargs)
     assert cooldown._gates == {}
+
+
+class _LateSleeper:
+    """A sleep that advances a fake clock, oversleeping by ``late`` on the first ``times`` calls."""
+
+    def __init__(self, clock: list[float], late: float, times: int) -> None:
+        self.clock, self.late, self.times, self.calls = clock, late, times, []
+
+    def __call__(self, seconds: float) -> None:
+        extra = self.late if len(self.calls) < self.times else 0.0
+        self.calls.append(seconds)
+        self.clock[0] += seconds + extra
+
+
+def test_a_caller_that_wakes_too_late_takes_a_later_slot() -> None:
+    now = [100.0]
+    sleeper = _LateSleeper(now, late=0.5, times=1)
+    gate = MemoryGate(clock=lambda: now[0], sleep=sleeper)
+    gate.reserve("fp:lists.add", 1.0)  # first slot: now, no sleep
+    before = now[0]
+    gate.reserve("fp:lists.add", 1.0)  # sleeps to its slot, oversleeps 0.5 s, gives it up
+    assert len(sleeper.calls) == 2  # slept for the first slot, then again for a later one
+    step = 1.0 + safety_margin(1.0)
+    assert now[0] == pytest.approx(before + 2 * step)  # arrives on the later slot, not 0.5 s late
+    # the slot it gave up stays free: nobody is crowded, the next caller waits a full step
+    gate.reserve("fp:lists.add", 1.0)
+    assert now[0] == pytest.approx(before + 3 * step)
+
+
+def test_a_slightly_late_caller_keeps_its_slot_and_a_retake_on_a_free_bucket_costs_nothing() -> None:
+    now = [0.0]
+    gate = MemoryGate(clock=lambda: now[0], sleep=_LateSleeper(now, late=safety_margin(1.0) / 4, times=99))
+    gate.reserve("b", 1.0)
+    gate.reserve("b", 1.0)
+    assert now[0] == pytest.approx(1.0 + safety_margin(1.0) + safety_margin(1.0) / 4)
+    always_late = _LateSleeper(now, late=5.0, times=99)
+    stubborn = MemoryGate(clock=lambda: now[0], sleep=always_late)
+    stubborn.reserve("c", 1.0)
+    stubborn.reserve("c", 1.0)  # oversleeps 5 s; the next slot is already free, so no second sleep
+    assert len(always_late.calls) == 1

@@ -173,6 +173,9 @@ class CooldownGate(ABC):
         self._clock = clock
         self._sleep = sleep
 
+    #: how often a caller that woke too late gives its slot up for a later one
+    late_retakes = 3
+
     @abstractmethod
     def take(self, bucket: str, interval: float) -> Reservation:
         """Atomically take the next free slot of ``bucket`` and move it ``interval`` + margin later."""
@@ -180,14 +183,30 @@ class CooldownGate(ABC):
     def reserve(self, bucket: str, interval: float) -> float:
         """Take the next free slot of ``bucket`` (spaced ``interval`` + margin), sleep until it.
 
+        A caller that wakes up later after its slot than the margin allows (a descheduled process on
+        a busy host) would arrive too close to the caller of the next slot; it gives its slot up and
+        takes a later one instead, at most :attr:`late_retakes` times.
+
         :return: seconds slept.
         """
-        wait = self.remaining(self.take(bucket, interval))
-        if wait <= 0:
-            return 0.0
-        log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
-        self._sleep(wait)
-        return wait
+        slept = 0.0
+        for retake in range(self.late_retakes + 1):
+            reservation = self.take(bucket, interval)
+            wait = self.remaining(reservation)
+            if wait > 0:
+                log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
+                self._sleep(wait)
+                slept += wait
+            late = -self.remaining(reservation)
+            if interval <= 0 or late <= safety_margin(interval) / 2 or retake == self.late_retakes:
+                return slept
+            log.info(
+                "Cooldown %s: woke %.3fs after the reserved slot; taking a later one so the next call "
+                "keeps its distance",
+                _endpoint_of(bucket),
+                late,
+            )
+        return slept
 
     def remaining(self, reservation: Reservation) -> float:
         """Seconds from now to the reservation's slot: time spent since it was taken already counts,
