@@ -40,7 +40,9 @@ def airflow_env(sandbox) -> dict[str, str]:
         AIRFLOW_CONN_INFOBIP_DEFAULT=sandbox.conn_json(
             cooldown_scale=0.01, cooldown_backend="file", state_uri=str(DEMO / "state")
         ),
-        AIRFLOW_CONN_WAREHOUSE_DEFAULT=json.dumps({"conn_type": "sqlite", "host": str(WAREHOUSE)}),
+        AIRFLOW_CONN_WAREHOUSE_DEFAULT=json.dumps(
+            {"conn_type": "sqlite", "host": str(WAREHOUSE), "extra": {"mode": "ro"}}
+        ),
     )
     return env
 
@@ -143,9 +145,9 @@ def main() -> None:
         counters = sandbox.counters()
         too_many = sum(int(row.get("429s", 0)) for row in counters.values())
         print(f"list {LIST_NAME!r}: {len(members)} members; 429 answers: {too_many}")
-        assert second["added"] == added and second["removed"] == removed, (
-            "the incremental run sent more than changed"
-        )
+        calls = second["calls"]
+        assert calls.get("lists.add", 0) <= 1 and calls.get("lists.remove", 0) <= 1, "sent more than changed"
+        assert second["added"] <= added and second["removed"] <= removed, "sent more than changed"
         assert too_many == 0, "a cooldown was broken"
     say(f"Done. The sandbox state was saved to {DEMO / 'sandbox.json'}")
 
