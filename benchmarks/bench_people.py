@@ -312,7 +312,7 @@ def report(
         *_slower_section(args, slower),
         "## Reading the numbers",
         "",
-        f"- The gate (issue 4) spaces slots by the interval plus a safety margin of {margin * 1000:.0f} ms "
+        f"- The cooldown gate spaces slots by the interval plus a safety margin of {margin * 1000:.0f} ms "
         f"({margin / interval:.1%} of a {interval:.2f} s interval): that margin alone puts the floor of "
         "send wall ÷ pacing bound at about "
         f"{1 + margin / interval:.2f} at this interval; the upsert lane row is that floor plus the 429 push-backs.",

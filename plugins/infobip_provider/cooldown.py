@@ -58,7 +58,7 @@ def _p(endpoint: str, interval: float, scope: Literal["key", "account"]) -> tupl
     return endpoint, EndpointPolicy(endpoint, interval, scope)
 
 
-#: Every endpoint the library calls. Intervals from the API contract (shared/infobip-api.md).
+#: Every endpoint the library calls. Intervals as Infobip publishes them.
 POLICIES: dict[str, EndpointPolicy] = dict(
     [
         _p("account.balance", 0.0, "key"),

@@ -144,7 +144,7 @@ def test_import_keeps_people_and_tag_equal_to_the_cohort_and_sends_only_changes(
     first = run_operator(importer())
     assert first["created"] == len(members) and first["tagged"] == len(members) and first["rejected"] >= 0
     assert_state_equals_cohort(sandbox, members)
-    # The order seed 003 asks for, per person: the tag call arrives after the person's upsert was answered.
+    # The order Lytics' Infobip export asks for, per person: the tag call arrives after the person's upsert was answered.
     upserted_at: dict[str, float] = {}
     for entry in journal(sandbox, 0, "people.upsert"):
         for key in identifiers(entry):

@@ -14,7 +14,7 @@ LEGACY_429 = {
     "requestError": {"serviceException": {"messageId": "TOO_MANY_REQUESTS", "text": "Too many requests"}}
 }
 
-#: The contract's intervals (shared/infobip-api.md) at scale 1, written out independently of the code.
+#: Infobip's published intervals at scale 1, written out independently of the code.
 CONTRACT = {
     "lists.create": (2.0, "key"),
     "lists.add": (10.0, "key"),

@@ -78,7 +78,7 @@ class PeopleImportOperator(BaseOperator):
     per index from the 207 answer: refused people go to the rejects), untagged members are tagged,
     tagged leavers are untagged. The tag is created when missing.
 
-    **Order.** Seed 003 applies, within a flush, upserts before tag additions before tag removals,
+    **Order.** Lytics' Infobip audience export applies, within a flush, upserts before tag additions before tag removals,
     so that a person exists before its tag is attached. This operator keeps that guarantee *per
     person* while pipelining the endpoints, whose cooldowns are independent: a tag-addition batch
     only holds people whose upsert Infobip already acknowledged (or who needed none), so it starts

@@ -1,4 +1,4 @@
-"""The error bodies Infobip answers with, one builder per shape (see shared/infobip-api.md).
+"""The error bodies Infobip answers with, one builder per shape.
 
 * ``legacy``: ``{"requestError":{"serviceException":{...}}}`` (People v2, lists, SMS v1, account);
 * ``sms3``: ``{"errorCode":"E400",...,"violations":[...]}`` (``/sms/3/*``);
