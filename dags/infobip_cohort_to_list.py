@@ -9,8 +9,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pendulum
-
 from airflow.sdk import Param, dag
+
 from infobip_provider.operators.lists import CohortToListOperator
 
 

@@ -53,7 +53,9 @@ def redis_url() -> str:
     return "redis://127.0.0.1:6379/15"
 
 
-def infobip_conn_env(monkeypatch: pytest.MonkeyPatch, conn_id: str, *, host: str, password: str, **extra) -> None:
+def infobip_conn_env(
+    monkeypatch: pytest.MonkeyPatch, conn_id: str, *, host: str, password: str, **extra
+) -> None:
     """Define an ``infobip`` connection through ``AIRFLOW_CONN_<ID>`` (no metadata database)."""
     monkeypatch.setenv(
         f"AIRFLOW_CONN_{conn_id.upper()}",

@@ -55,7 +55,15 @@ def test_cohort_to_list_dag_shape():
     assert dag.max_active_runs == 1 and dag.catchup is False
     task = dag.get_task("sync_list")
     assert task.retries >= 1
-    for name in ("cohort_path", "cohort_sql", "warehouse_conn_id", "list_name", "id_column", "mode", "dry_run"):
+    for name in (
+        "cohort_path",
+        "cohort_sql",
+        "warehouse_conn_id",
+        "list_name",
+        "id_column",
+        "mode",
+        "dry_run",
+    ):
         param = dag.params.get_param(name)
         assert param.schema.get("title") and param.description, name
     assert task.operator_extra_links

@@ -51,7 +51,9 @@ def test_conn_fields_fit_airflows_provider_yaml_schema():
 
 
 def test_entry_point_is_installed_and_points_here():
-    eps = [ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("infobip_provider")]
+    eps = [
+        ep for ep in entry_points(group="apache_airflow_provider") if ep.value.startswith("infobip_provider")
+    ]
     assert eps, "pip install -e . registers the apache_airflow_provider entry point"
     assert eps[0].load()() == get_provider_info()
 

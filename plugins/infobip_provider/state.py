@@ -28,8 +28,8 @@ import uuid
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.exceptions import AirflowException
 from airflow.sdk import ObjectStoragePath
+from airflow.sdk.exceptions import AirflowException
 
 if TYPE_CHECKING:
     import pandas as pd
