@@ -172,8 +172,16 @@ class BatchLanes:
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:
+            # The task is being stopped (SIGTERM, timeout): no lane may go on sending while the
+            # caller folds the journal; each finishes the batch in flight and stops.
+            self._stop.set()
+            for thread in threads:
+                thread.join()
+            raise
         if errors:
             raise errors[0]
 

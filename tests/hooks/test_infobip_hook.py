@@ -283,7 +283,9 @@ def test_429_without_retry_after_waits_one_interval(hook, requests_mock):
     pushed: list[float] = []
     hook.gate.push_back = lambda bucket, delay: pushed.append(delay)  # type: ignore[method-assign]
     assert hook.send_sms({"messages": []}) == {"bulkId": "b"}  # a 429 means nothing was sent: safe to resend
-    assert pushed == [0.05]  # sms.send is unpaced: the minimum push
+    # sms.send is unpaced: the push is the retry policy's backoff, not a zero interval
+    assert len(pushed) == 1
+    assert hook.retry_policy.base / 2 <= pushed[0] <= hook.retry_policy.base
 
 
 def test_429_gives_up_after_bound(hook, requests_mock):
@@ -295,7 +297,7 @@ def test_429_gives_up_after_bound(hook, requests_mock):
 
 def test_every_request_reserves_a_gate_slot_with_the_scaled_interval(monkeypatch, requests_mock):
     infobip_conn_env(
-        monkeypatch, "scaled", host=BASE, password=KEY, cooldown_scale=0.5, cooldown_backend="memory"
+        monkeypatch, "scaled", host=BASE, password=KEY, cooldown_scale=2, cooldown_backend="memory"
     )
     hook = InfobipHook("scaled")
     reserved: list[tuple[str, float]] = []
@@ -310,7 +312,7 @@ def test_every_request_reserves_a_gate_slot_with_the_scaled_interval(monkeypatch
     requests_mock.post(f"{BASE}/saas/amplitude/1/lists/1/remove", json={})
     hook.list_add(1, ["a@x.com"])
     hook.list_remove(1, ["a@x.com"])
-    assert [i for _, i in reserved] == [5.0, 2.5]
+    assert [i for _, i in reserved] == [20.0, 10.0]
     assert reserved[0][0].endswith(":lists.add") and reserved[1][0].endswith(":lists.remove")
     assert KEY not in reserved[0][0]
 
@@ -389,3 +391,40 @@ def test_not_found_person_type_is_distinct(hook, requests_mock):
     requests_mock.get(f"{BASE}/people/2/tags/X", status_code=404, json={})
     with pytest.raises(InfobipNotFoundError):
         hook._call("tags.get", "GET", "/people/2/tags/X", what="tag get", idempotent=True)
+
+
+def test_a_sandbox_scale_is_refused_for_infobip_hosts(monkeypatch):
+    infobip_conn_env(monkeypatch, "fastreal", host="abc.api.infobip.com", password=KEY, cooldown_scale=0.01)
+    with pytest.raises(InfobipConfigError, match="faster than Infobip allows"):
+        InfobipHook("fastreal").get_balance()
+    infobip_conn_env(
+        monkeypatch, "sandboxed", host="http://127.0.0.1:8765", password=KEY, cooldown_scale=0.01
+    )
+    assert InfobipHook("sandboxed").cooldown_scale == 0.01
+
+
+def test_repeated_429s_back_off_longer_each_time(hook, requests_mock):
+    requests_mock.get(f"{BASE}/account/1/balance", status_code=429, json=LEGACY_429)
+    pushed: list[float] = []
+    hook.gate.push_back = lambda bucket, delay: pushed.append(delay)  # type: ignore[method-assign]
+    with pytest.raises(InfobipRateLimitError):
+        hook.get_balance()
+    assert len(pushed) == 2
+    assert pushed[1] >= hook.retry_policy.base / 2 * 2 > pushed[0] / 2
+
+
+def test_the_redis_password_is_masked(monkeypatch):
+    from airflow.sdk.log import mask_secret  # noqa: F401 - the masker the hook uses
+
+    masked: list[str] = []
+    monkeypatch.setattr("airflow.sdk.log.mask_secret", lambda secret, name=None: masked.append(secret))
+    infobip_conn_env(
+        monkeypatch,
+        "withredis",
+        host=BASE,
+        password=KEY,
+        cooldown_redis_url="redis://:r3dis-pass@redis:6379/1",
+    )
+    InfobipHook("withredis").cooldown_scale  # noqa: B018 - reads the connection
+    assert "r3dis-pass" in masked
+    assert KEY in masked

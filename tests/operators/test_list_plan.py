@@ -69,3 +69,22 @@ def test_as_bool_accepts_rendered_words_and_refuses_others():
     assert as_bool("True", "dry_run") is True and as_bool("false", "dry_run") is False and as_bool(True, "x")
     with pytest.raises(AirflowFailException, match="dry_run"):
         as_bool("maybe", "dry_run")
+
+
+def test_unanswered_batches_are_sent_again_whichever_way_the_cohort_went():
+    """A remove of b and an add of c were sent, then the task died before either answer."""
+    from infobip_provider.checkpoint import Recovery
+    from infobip_provider.operators.lists import fold_recovery
+
+    recovery = Recovery(acked={"add": [(["a"], {})]}, unacked={"remove": ["b"], "add": ["c"]})
+    snapshot = fold_recovery(snap(["b"]), recovery)
+    assert dict(zip(snapshot["id"], snapshot["status"])) == {
+        "a": "member",
+        "b": "uncertain",
+        "c": "uncertain",
+    }
+    # the cohort changed to {a, b}: b must be added back, c must be removed
+    plan = plan_list(["a", "b"], snapshot, "mirror")
+    assert plan == ListPlan(adds=["b"], removes=["c"], unchanged=1)
+    # in add_only mode nothing is removed, but b is still added back
+    assert plan_list(["a", "b"], snapshot, "add_only") == ListPlan(adds=["b"], removes=[], unchanged=1)

@@ -12,6 +12,7 @@ import ipaddress
 import json
 import os
 import random
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -116,6 +117,18 @@ def _bool_extra(extras: dict[str, Any], name: str) -> bool:
     raise InfobipConfigError(f"Connection extra {name!r} must be true or false, got {value!r}")
 
 
+def _cooldown_scale(extras: dict[str, Any], base_url: str) -> float:
+    """The connection's cooldown scale; below 1 only for a sandbox, never for Infobip's own hosts."""
+    scale = _float_extra(extras, "cooldown_scale", 1.0, 0.0)
+    host = (urlsplit(base_url).hostname or "").lower()
+    if scale < 1.0 and (host == "infobip.com" or host.endswith(".infobip.com")):
+        raise InfobipConfigError(
+            f"cooldown_scale {scale} would call {host} faster than Infobip allows (429s, a blocked key). "
+            "Scales below 1 are for the sandbox; set cooldown_scale to 1 (or leave it out) for a real account."
+        )
+    return scale
+
+
 def default_state_uri() -> str:
     """Where state lives when the connection names no ``state_uri``."""
     home = os.environ.get("AIRFLOW_HOME") or os.path.expanduser("~/airflow")
@@ -156,6 +169,7 @@ class InfobipHook(BaseHook):
         self.waited: dict[str, float] = {}
         #: requests sent, per endpoint name
         self.calls: dict[str, int] = {}
+        self._counter_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"InfobipHook(infobip_conn_id={self.infobip_conn_id!r})"
@@ -176,6 +190,14 @@ class InfobipHook(BaseHook):
         except ImportError:  # pragma: no cover - older task SDKs
             pass
         extras = conn.extra_dejson or {}
+        redis_url = extras.get("cooldown_redis_url") or None
+        if redis_url and urlsplit(redis_url).password:
+            try:
+                from airflow.sdk.log import mask_secret
+
+                mask_secret(urlsplit(redis_url).password)
+            except ImportError:  # pragma: no cover
+                pass
         backend = str(extras.get("cooldown_backend") or "auto").lower()
         if backend not in COOLDOWN_BACKENDS:
             raise InfobipConfigError(
@@ -185,9 +207,9 @@ class InfobipHook(BaseHook):
         return {
             "base_url": base_url,
             "api_key": api_key,
-            "cooldown_scale": _float_extra(extras, "cooldown_scale", 1.0, 0.0),
+            "cooldown_scale": _cooldown_scale(extras, base_url),
             "cooldown_backend": backend,
-            "cooldown_redis_url": extras.get("cooldown_redis_url") or None,
+            "cooldown_redis_url": redis_url,
             "state_uri": str(extras.get("state_uri") or default_state_uri()),
             "timeout": _float_extra(extras, "timeout", 30.0, 0.1),
             "application_id": extras.get("application_id") or None,
@@ -289,8 +311,7 @@ class InfobipHook(BaseHook):
         rate_limited = 0
         while True:
             waited = self.gate.reserve(bucket, interval)
-            self.waited[endpoint] = self.waited.get(endpoint, 0.0) + waited
-            self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
+            self._count(endpoint, waited, call=True)
             try:
                 response = session.request(
                     method, url, params=params, json=json_body, timeout=self._settings["timeout"]
@@ -310,7 +331,11 @@ class InfobipHook(BaseHook):
                 rate_limited += 1
                 if rate_limited > self.retry_policy.max_rate_limited:
                     raise error
-                delay = error.retry_after if error.retry_after is not None else max(interval, 0.05)
+                delay = (
+                    error.retry_after
+                    if error.retry_after is not None
+                    else max(interval, self.retry_policy.backoff(rate_limited))
+                )
                 self.gate.push_back(bucket, delay)
                 self.log.warning(
                     "Infobip %s answered 429 (someone else may share this API key); cooldown pushed back "
@@ -335,7 +360,13 @@ class InfobipHook(BaseHook):
                 pause,
             )
             self._sleep(pause)
-            self.waited[endpoint] = self.waited.get(endpoint, 0.0) + pause
+            self._count(endpoint, pause)
+
+    def _count(self, endpoint: str, waited: float, *, call: bool = False) -> None:
+        with self._counter_lock:  # lanes of one sync share the hook
+            self.waited[endpoint] = self.waited.get(endpoint, 0.0) + waited
+            if call:
+                self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
 
     def _call(self, endpoint: str, method: str, path: str, *, what: str, idempotent: bool, **kw: Any) -> Any:
         response = self._request(endpoint, method, path, what=what, idempotent=idempotent, **kw)

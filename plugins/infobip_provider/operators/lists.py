@@ -23,11 +23,12 @@ if TYPE_CHECKING:
     import pandas as pd
     from airflow.sdk import Context
 
+    from infobip_provider.checkpoint import Recovery
     from infobip_provider.hooks.infobip import InfobipHook
     from infobip_provider.state import TargetState
 
 MODES = ("mirror", "add_only")
-MEMBER, REFUSED = "member", "refused"
+MEMBER, REFUSED, UNCERTAIN = "member", "refused", "uncertain"
 
 
 @dataclass(frozen=True)
@@ -42,20 +43,28 @@ class ListPlan:
 def plan_list(cohort_ids: Sequence[str], snapshot: pd.DataFrame, mode: str) -> ListPlan:
     """Adds (in the cohort, not yet confirmed) and removes (confirmed members no longer in it).
 
-    Ids Infobip refused earlier are not sent again while they stay in the cohort.
+    Ids Infobip refused earlier are not sent again while they stay in the cohort. Ids of a batch
+    that was sent without an answer (``uncertain``: Infobip may or may not have applied it) are
+    sent again either way: added when in the cohort, removed when not (mirror mode); both calls
+    change nothing when repeated.
     """
-    known = set(snapshot["id"])
-    members = set(snapshot.loc[snapshot["status"] == MEMBER, "id"])
+    status = dict(zip(snapshot["id"], snapshot["status"]))
     cohort = dict.fromkeys(cohort_ids)  # keeps the cohort's order
-    adds = [i for i in cohort if i not in known]
-    removes = sorted(members.difference(cohort)) if mode == "mirror" else []
-    return ListPlan(adds, removes, len(members) - len(members.difference(cohort)))
+    adds = [i for i in cohort if status.get(i) not in (MEMBER, REFUSED)]
+    leaving = (i for i, s in status.items() if s in (MEMBER, UNCERTAIN) and i not in cohort)
+    removes = sorted(leaving) if mode == "mirror" else []
+    unchanged = sum(1 for i in cohort if status.get(i) == MEMBER)
+    return ListPlan(adds, removes, unchanged)
 
 
 def fold_into_snapshot(
-    snapshot: pd.DataFrame, added: list[tuple[list[str], dict[str, str]]], removed: list[list[str]]
+    snapshot: pd.DataFrame,
+    added: list[tuple[list[str], dict[str, str]]],
+    removed: list[list[str]],
+    uncertain: Sequence[str] = (),
 ) -> pd.DataFrame:
-    """Apply acknowledged batches to the snapshot: adds become members (or refused), removes leave."""
+    """Apply a journal to the snapshot: acknowledged adds become members (or refused), acknowledged
+    removes leave, and ids of unanswered batches become ``uncertain`` (sent again next time)."""
     import pandas as pd
 
     status = dict(zip(snapshot["id"], snapshot["status"]))
@@ -65,11 +74,23 @@ def fold_into_snapshot(
     for ids in removed:
         for i in ids:
             status.pop(i, None)
+    for i in uncertain:
+        status[i] = UNCERTAIN
     return pd.DataFrame(
         {
             "id": pd.Series(list(status), dtype="string"),
             "status": pd.Series(list(status.values()), dtype="string"),
         }
+    )
+
+
+def fold_recovery(snapshot: pd.DataFrame, recovery: Recovery) -> pd.DataFrame:
+    """Fold everything an interrupted or finished sync's journal says into the snapshot."""
+    return fold_into_snapshot(
+        snapshot,
+        recovery.acked.get("add", []),
+        [ids for ids, _ in recovery.acked.get("remove", [])],
+        [i for ids in recovery.unacked.values() for i in ids],
     )
 
 
@@ -176,9 +197,7 @@ class CohortToListOperator(BaseOperator):
         snapshot = target.read_snapshot({"id": "string", "status": "string"})
         recovery = recover(target)
         if not recovery.empty:
-            snapshot = fold_into_snapshot(
-                snapshot, recovery.acked.get("add", []), [ids for ids, _ in recovery.acked.get("remove", [])]
-            )
+            snapshot = fold_recovery(snapshot, recovery)
             self.log.info(
                 "Resuming an interrupted sync: %d acknowledged batches folded into the snapshot; "
                 "%d ids of unacknowledged batches will be sent again",
@@ -301,12 +320,7 @@ class CohortToListOperator(BaseOperator):
             # Whatever happened, what Infobip acknowledged becomes the snapshot.
             recovery = recover(target)
             if not recovery.empty:
-                new = fold_into_snapshot(
-                    snapshot,
-                    recovery.acked.get("add", []),
-                    [ids for ids, _ in recovery.acked.get("remove", [])],
-                )
-                target.write_snapshot(new)
+                target.write_snapshot(fold_recovery(snapshot, recovery))
                 target.clear_journal()
         refused = lanes[0].refused
         if refused:
