@@ -200,3 +200,10 @@ def unacknowledged_ids(state_root) -> set[str]:
         for ids in recovery.unacked.values():
             found.update(ids)
     return found
+
+
+def test_list_names_that_look_like_numbers_stay_names(sandbox, infobip_conn, tmp_path):
+    path = write_cohort(tmp_path / "c.csv", emails(3))
+    result = sync(path, name=2026)  # what native rendering makes of "{{ params.list_name }}" = "2026"
+    assert result["list_name"] == "2026"
+    assert list_members(sandbox, "2026") == set(emails(3))

@@ -163,14 +163,24 @@ class CohortToListOperator(BaseOperator):
         from infobip_provider.hooks.infobip import InfobipHook
         from infobip_provider.state import StateStore
 
+        # Native rendering turns a name like "2026" into a number: names are text.
+        self.list_name, self.id_column, self.mode = (
+            "" if v is None else str(v).strip() for v in (self.list_name, self.id_column, self.mode)
+        )
         batch_size, max_removal_ratio = validate_sync_args(self.batch_size, self.max_removal_ratio)
         if self.mode not in MODES:
             raise AirflowFailException(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
-        if not str(self.list_name or "").strip():
+        if not self.list_name:
             raise AirflowFailException("list_name must not be empty")
         dry_run = as_bool(self.dry_run, "dry_run")
         hook = InfobipHook(self.infobip_conn_id)
         target = StateStore(hook.state_uri).target(hook.key_fingerprint, "lists", self.list_name)
+        self.log.info(
+            "State of the list %r (API key fingerprint %s): %s",
+            self.list_name,
+            hook.key_fingerprint,
+            target.root,
+        )
         with target.lock(f"the list {self.list_name!r}"):
             return self._sync(hook, target, context, batch_size, max_removal_ratio, dry_run)
 
