@@ -12,7 +12,10 @@ the hook, the state store and the checkpoint lanes.
 - :func:`plan_people` compares the payloads with the tag's snapshot (what Infobip confirmed last):
   upserts for new or changed people (by a hash of the payload), tag additions for members not yet
   tagged, tag removals for tagged people who left.
-- :func:`fold_people` applies acknowledged batches (from the checkpoint journal) to the snapshot.
+- :func:`fold_people` applies acknowledged batches (from the checkpoint journal) to the snapshot;
+  :func:`fold_recovery` also marks the people of unanswered batches (Infobip may or may not have
+  applied them): an unanswered upsert is sent again, an unanswered tag or untag makes the person's
+  tag *uncertain*, and an uncertain person is tagged again if in the cohort, untagged if not.
 
 Batch ids travel through the checkpoint journal as *refs*: ``TYPE<tab>key<tab>hash<tab>phone``, so
 that a resumed run knows, from the journal alone, which payload Infobip acknowledged.
@@ -20,6 +23,7 @@ that a resumed run knows, from the journal alone, which payload Infobip acknowle
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import math
@@ -31,6 +35,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from infobip_provider.checkpoint import Recovery
 
 #: Standard Person fields with their length limits (``None``: checked by a rule instead of a length).
 #: ``city`` follows the contract's "``city``, ``country`` ≤ 50"; ``profilePicture`` [assumed] ≤ 2048.
@@ -61,6 +67,7 @@ SNAPSHOT_COLUMNS = {
     "fields_hash": "string",
     "tagged": "bool",
     "phone": "string",
+    "uncertain": "bool",
 }
 
 _DATE = re.compile(r"(\d{4}-\d{2}-\d{2})(?:[ T]00:00(?::00(?:\.0+)?)?)?")
@@ -91,27 +98,25 @@ class PersonMapping:
 
 
 def parse_field_map(
-    field_map: Mapping[str, Any] | str | None, person_type: str = "CUSTOMER", *, external_id: bool = False
+    field_map: Mapping[str, Any] | str | None,
+    person_type: str | None = "CUSTOMER",
+    *,
+    external_id: bool = False,
 ) -> PersonMapping:
     """Check a ``{column: Infobip field}`` map and sort it into standard fields and custom attributes.
 
-    :param field_map: the map, or its JSON text (a template rendered without native objects).
-    :param person_type: ``CUSTOMER`` or ``LEAD`` (any case).
+    :param field_map: the map, or its text as JSON or as a Python dict literal (a template rendered
+        without native objects gives the latter).
+    :param person_type: ``CUSTOMER`` or ``LEAD`` (any case); ``None`` or empty: ``CUSTOMER``.
     :param external_id: True when an external id column is also given (then no column may map to
         ``externalId``).
     :raises FieldMapError: for an unknown type, a reserved target, or two columns on one target.
     """
-    kind = str(person_type or "CUSTOMER").strip().upper()
+    kind = "CUSTOMER" if person_type is None or person_type == "" else str(person_type).strip().upper()
     if kind not in PERSON_TYPES:
         raise FieldMapError(f"person_type must be CUSTOMER or LEAD, got {person_type!r}")
     if isinstance(field_map, str):
-        text = field_map.strip()
-        try:
-            field_map = json.loads(text) if text else {}
-        except ValueError:
-            raise FieldMapError(
-                f"field_map must be an object {{column: Infobip field}}, got {text!r}"
-            ) from None
+        field_map = _field_map_text(field_map)
     if field_map is None:
         field_map = {}
     if not isinstance(field_map, Mapping):
@@ -139,6 +144,23 @@ def parse_field_map(
         seen[name] = str(column)
         (standard if name in STANDARD_FIELDS else custom).append((str(column), name))
     return PersonMapping(kind, tuple(standard), tuple(custom))
+
+
+def _field_map_text(text: str) -> Any:
+    """The object a field map's text stands for: JSON, else a Python literal (``str()`` of a dict)."""
+    text = text.strip()
+    if not text:
+        return {}
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise FieldMapError(
+            f"field_map must be an object {{column: Infobip field}} (JSON or a Python dict), got {text[:200]!r}"
+        ) from None
 
 
 # ------------------------------------------------------------------------------------------- values
@@ -352,12 +374,24 @@ def tag_query(ref: str) -> tuple[str, str]:
 # ------------------------------------------------------------------------------------------ snapshot
 @dataclass
 class Confirmed:
-    """What Infobip confirmed about one person of the tag's cohort."""
+    """What Infobip confirmed about one person of the tag's cohort.
+
+    :param fields_hash: the hash of the payload Infobip acknowledged; ``""`` when unknown (upserted again).
+    :param tagged: Infobip acknowledged the tag.
+    :param uncertain: a tag or untag batch for this person went unanswered: Infobip may or may not
+        carry the tag (``tagged`` is then False), so it is tagged or untagged again.
+    """
 
     key_type: str
     fields_hash: str
     tagged: bool
     phone: str | None = None
+    uncertain: bool = False
+
+    @property
+    def maybe_tagged(self) -> bool:
+        """The person may carry the tag in Infobip (a leaver in this state is untagged)."""
+        return self.tagged or self.uncertain
 
 
 Snapshot = dict[str, Confirmed]
@@ -367,14 +401,17 @@ def snapshot_from_frame(frame: pd.DataFrame) -> Snapshot:
     if frame.empty:
         return {}
     phones = frame["phone"].tolist() if "phone" in frame.columns else [None] * len(frame)
+    # Snapshots written before the column existed hold no uncertain person.
+    doubts = frame["uncertain"].tolist() if "uncertain" in frame.columns else [False] * len(frame)
     return {
-        str(k): Confirmed(str(t), _text(h) or "", bool(tagged), _text(p))
-        for k, t, h, tagged, p in zip(
+        str(k): Confirmed(str(t), _text(h) or "", bool(tagged), _text(p), bool(u))
+        for k, t, h, tagged, p, u in zip(
             frame["key"].tolist(),
             frame["key_type"].tolist(),
             frame["fields_hash"].tolist(),
             frame["tagged"].tolist(),
             phones,
+            doubts,
         )
     }
 
@@ -391,6 +428,7 @@ def snapshot_to_frame(snapshot: Snapshot) -> pd.DataFrame:
             "fields_hash": pd.Series([r.fields_hash for r in rows], dtype="string"),
             "tagged": pd.Series([r.tagged for r in rows], dtype="bool"),
             "phone": pd.Series([r.phone for r in rows], dtype="string"),
+            "uncertain": pd.Series([r.uncertain for r in rows], dtype="bool"),
         }
     )
 
@@ -400,20 +438,27 @@ def fold_people(
     upserted: Iterable[tuple[list[str], dict[str, str]]] = (),
     tagged: Iterable[tuple[list[str], dict[str, str]]] = (),
     untagged: Iterable[tuple[list[str], dict[str, str]]] = (),
+    unanswered_upserts: Iterable[str] = (),
+    unanswered_tags: Iterable[str] = (),
 ) -> Snapshot:
     """Apply acknowledged batches (``(refs, refused ref → reason)``) to a copy of the snapshot.
 
     An upserted person gets the payload's hash (a refused one keeps what was confirmed before, or
     stays out when it is new); a tagged person is marked tagged; an untagged one leaves the snapshot.
+    Then the refs of unanswered batches: an upserted person's hash is forgotten (upserted again,
+    whatever its fields are next time); a tagged or untagged person becomes ``uncertain``.
     """
-    out = {k: Confirmed(v.key_type, v.fields_hash, v.tagged, v.phone) for k, v in snapshot.items()}
+    out = {
+        k: Confirmed(v.key_type, v.fields_hash, v.tagged, v.phone, v.uncertain) for k, v in snapshot.items()
+    }
     for refs, refused in upserted:
         for ref in refs:
             if ref in refused:
                 continue
             key_type, key, digest, phone = parse_ref(ref)
             before = out.get(key)
-            out[key] = Confirmed(key_type, digest, bool(before and before.tagged), phone)
+            was_tagged, unsure = bool(before and before.tagged), bool(before and before.uncertain)
+            out[key] = Confirmed(key_type, digest, was_tagged, phone, unsure)
     for refs, refused in tagged:
         for ref in refs:
             if ref in refused:
@@ -428,11 +473,44 @@ def fold_people(
         for ref in refs:
             if ref not in refused:
                 out.pop(parse_ref(ref)[1], None)
+    for ref in unanswered_upserts:
+        # A person not in the snapshot is upserted next time anyway (and was not tagged meanwhile:
+        # a tag-add follows its upsert's acknowledgement).
+        before = out.get(parse_ref(ref)[1])
+        if before is not None:
+            before.fields_hash = ""
+    for ref in unanswered_tags:
+        key_type, key, _, phone = parse_ref(ref)
+        before = out.get(key)
+        out[key] = Confirmed(
+            before.key_type if before else key_type,
+            before.fields_hash if before else "",
+            False,
+            before.phone if before else phone,
+            uncertain=True,
+        )
     return out
 
 
+def fold_recovery(snapshot: Snapshot, recovery: Recovery) -> Snapshot:
+    """Fold everything an interrupted or finished import's journal says into (a copy of) the snapshot.
+
+    Acknowledged batches are applied (:func:`fold_people`); refs of batches sent without an answer
+    are sent again next time: upserts whatever the fields, tag additions and removals as an
+    ``uncertain`` tag (tagged when in the cohort, untagged when not; both are safe to repeat).
+    """
+    return fold_people(
+        snapshot,
+        recovery.acked.get("upsert", []),
+        recovery.acked.get("tag", []),
+        recovery.acked.get("untag", []),
+        unanswered_upserts=recovery.unacked.get("upsert", []),
+        unanswered_tags=[*recovery.unacked.get("tag", []), *recovery.unacked.get("untag", [])],
+    )
+
+
 def without_tags(snapshot: Snapshot) -> Snapshot:
-    """The snapshot with nobody tagged (after the tag was found deleted in Infobip)."""
+    """The snapshot with nobody tagged (after the tag was found deleted in Infobip): no doubt left."""
     return {k: Confirmed(v.key_type, v.fields_hash, False, v.phone) for k, v in snapshot.items()}
 
 
@@ -445,7 +523,7 @@ class PeoplePlan:
     :param payloads: ref → v3 payload, for ``upserts``.
     :param tag_now: refs to tag that need no upsert first (unchanged people not tagged yet).
     :param tag_after_upsert: refs (of ``upserts``) to tag once their upsert is acknowledged.
-    :param untags: refs of tagged people who left the cohort.
+    :param untags: refs of people who left the cohort and may carry the tag (tagged or uncertain).
     :param unchanged: members whose payload is as confirmed (not upserted; some may still get the tag).
     :param dropped: snapshot keys forgotten without a call (left while untagged, or the same person
         now in the cohort under another identity).
@@ -498,7 +576,7 @@ def plan_people(built: BuiltPeople, snapshot: Snapshot) -> PeoplePlan:
         if key in in_cohort:
             continue
         same_person = key in identities or (confirmed.phone is not None and confirmed.phone in identities)
-        if confirmed.tagged and not same_person:
+        if confirmed.maybe_tagged and not same_person:
             plan.untags.append(make_ref(confirmed.key_type, key, confirmed.fields_hash, confirmed.phone))
         else:
             plan.dropped.append(key)
@@ -507,7 +585,8 @@ def plan_people(built: BuiltPeople, snapshot: Snapshot) -> PeoplePlan:
 
 
 def confirmed_tagged(snapshot: Snapshot) -> int:
-    return sum(1 for v in snapshot.values() if v.tagged)
+    """People who may carry the tag (the removal guard's base): tagged or uncertain."""
+    return sum(1 for v in snapshot.values() if v.maybe_tagged)
 
 
 def default_tag_name(dag_id: str | None, task_id: str | None) -> str:

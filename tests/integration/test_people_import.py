@@ -273,7 +273,8 @@ def test_the_same_flow_with_postgresql_as_the_warehouse(sandbox, infobip_conn, p
 
 def _child(args: dict[str, Any], log: str) -> None:
     """The killed process: runs the operator and writes its summary (forked: no import cost)."""
-    result = PeopleImportOperator(**args).execute({"run_id": "scheduled__kill", "ti": None, "params": {}})
+    context: Any = {"run_id": "scheduled__kill", "ti": None, "params": {}}
+    result = PeopleImportOperator(**args).execute(context)
     Path(log).write_text("SUMMARY " + json.dumps(result))
 
 
@@ -338,19 +339,19 @@ def test_kill_and_resume_loses_nothing_and_repeats_no_acknowledged_batch(
         deadline = time.monotonic() + 60
         while child.is_alive() and sent() < threshold and time.monotonic() < deadline:
             time.sleep(0.002)
-        if child.is_alive():
+        if child.is_alive() and child.pid is not None:
             os.kill(child.pid, signal.SIGKILL)
             kills += 1
             child.join()
             time.sleep(0.05)  # let the sandbox journal a request that was on the wire
             kill_seqs.append(last_seq(sandbox))
-            acked = recover(target).acked
+            acked_now = recover(target).acked
             acked_at_kill.append(
                 {
                     lanes[lane]: {
                         parse_ref(ref)[1] for ids, refused in done for ref in ids if ref not in refused
                     }
-                    for lane, done in acked.items()
+                    for lane, done in acked_now.items()
                 }
             )
         child.join()
@@ -383,8 +384,9 @@ def test_the_dag_task_renders_its_params_natively_and_runs(sandbox, infobip_conn
 
     dag = DagBag(dag_folder=str(ROOT / "dags" / "infobip_people_import.py")).dags["infobip_people_import"]
     task = dag.get_task("import_people")
+    assert isinstance(task, PeopleImportOperator)
     params = {name: dag.params[name] for name in dag.params}
-    context = {
+    context: Any = {
         "run_id": "manual__dag",
         "ti": None,
         "params": {**params, "dry_run": True},

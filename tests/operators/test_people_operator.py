@@ -32,6 +32,7 @@ class FakeHook:
     tags: set[str] = set()
     log: list[tuple[str, list[str]]] = []
     fail_on: str | None = None
+    lose_answer: tuple[str, str] | None = None  # (endpoint, identifier): applied, then no answer
     lock = threading.RLock()  # the operator sends from several threads
     state_uri = ""
 
@@ -44,7 +45,7 @@ class FakeHook:
     @classmethod
     def reset(cls, state_uri: str) -> None:
         cls.people, cls.tags, cls.log, cls.instances = {}, set(), [], []
-        cls.fail_on, cls.state_uri = None, state_uri
+        cls.fail_on, cls.state_uri, cls.lose_answer = None, state_uri, None
 
     def interval(self, endpoint: str) -> float:
         return 0.0
@@ -69,7 +70,17 @@ class FakeHook:
             status = "CREATED" if key not in FakeHook.people else "UPDATED"
             FakeHook.people.setdefault(key, {"tags": set()}).update(person)
             results.append({"index": index, "id": index, "status": status})
+        self._lost("people.upsert", keys)
         return {"results": results, "errors": errors}
+
+    @staticmethod
+    def _lost(endpoint: str, identifiers: list[str]) -> None:
+        """Infobip applied the call but its answer never came (a timeout, a dropped connection)."""
+        with FakeHook.lock:
+            lost = FakeHook.lose_answer
+            if lost is not None and lost[0] == endpoint and lost[1] in identifiers:
+                FakeHook.lose_answer = None
+                raise InfobipServerError(f"{endpoint}: read timed out", status=None)
 
     def get_tag(self, name: str) -> dict[str, Any] | None:
         self._count("tags.get", [name])
@@ -87,6 +98,7 @@ class FakeHook:
         for _, identifier in people:
             tags = FakeHook.people[identifier]["tags"]
             tags.add(name) if endpoint == "tags.add" else tags.discard(name)
+        self._lost(endpoint, [identifier for _, identifier in people])
         return {}
 
     def tag_people(self, name: str, people: list[tuple[str, str]]) -> dict[str, Any]:
@@ -99,6 +111,11 @@ class FakeHook:
 class FakeTI:
     def xcom_push(self, key: str, value: Any) -> None:
         json.dumps(value)
+
+
+def context(run_id: str = "r") -> Any:
+    """The part of the task context the operator reads."""
+    return {"run_id": run_id, "ti": FakeTI(), "params": {}}
 
 
 @pytest.fixture
@@ -129,7 +146,7 @@ def run(cohort: str, **kwargs: Any) -> dict[str, Any]:
     op = PeopleImportOperator(
         task_id="import_people", cohort_path=cohort, field_map=FIELD_MAP, tag="VIP", batch_size=2, **kwargs
     )
-    result = op.execute({"run_id": "manual__1", "ti": FakeTI(), "params": {}})
+    result = op.execute(context("manual__1"))
     json.dumps(result)
     return result
 
@@ -223,6 +240,92 @@ def test_a_failed_run_resumes_without_repeating_acknowledged_batches(fake, tmp_p
     assert all(p["tags"] == {"VIP"} for p in FakeHook.people.values()) and len(FakeHook.people) == 12
 
 
+def tags_of() -> dict[str, set[str]]:
+    return {k: set(p["tags"]) for k, p in FakeHook.people.items()}
+
+
+def test_an_unanswered_untag_is_repaired_when_the_leaver_comes_back(fake, tmp_path):
+    everyone = write_cohort(tmp_path / "c.csv", people(4))
+    run(everyone)
+    FakeHook.lose_answer = ("tags.remove", "p3@example.com")  # Infobip removed the tag, said nothing
+    with pytest.raises(InfobipServerError):
+        run(write_cohort(tmp_path / "c2.csv", people(3)))
+    assert tags_of()["p3@example.com"] == set()
+    FakeHook.log.clear()
+    summary = run(everyone)  # p3 is back: the snapshot must not trust that it still has the tag
+    assert calls("tags.add") == ["p3@example.com"] and calls("people.upsert") == []
+    assert summary["unchanged"] == 4 and all(t == {"VIP"} for t in tags_of().values())
+
+
+def test_an_unanswered_untag_is_sent_again_while_the_person_stays_out(fake, tmp_path):
+    run(write_cohort(tmp_path / "c.csv", people(4)))
+    FakeHook.lose_answer = ("tags.remove", "p3@example.com")
+    with pytest.raises(InfobipServerError):
+        run(write_cohort(tmp_path / "c2.csv", people(3)))
+    FakeHook.log.clear()
+    run(write_cohort(tmp_path / "c2.csv", people(3)))
+    assert calls("tags.remove") == ["p3@example.com"]  # repeating a removal is harmless
+    assert "p3@example.com" not in set(snapshot(tmp_path)["key"])
+    FakeHook.log.clear()
+    run(write_cohort(tmp_path / "c2.csv", people(3)))
+    assert FakeHook.log == []  # settled
+
+
+def test_an_unanswered_tag_add_is_undone_when_the_member_leaves(fake, tmp_path):
+    FakeHook.lose_answer = ("tags.add", "p3@example.com")  # Infobip tagged p3, the answer was lost
+    with pytest.raises(InfobipServerError):
+        run(write_cohort(tmp_path / "c.csv", people(4)))
+    assert tags_of()["p3@example.com"] == {"VIP"}
+    FakeHook.log.clear()
+    run(write_cohort(tmp_path / "c2.csv", people(3)), max_removal_ratio=1.0)
+    assert calls("tags.remove") == ["p3@example.com"] and "p3@example.com" not in calls("people.upsert")
+    assert tags_of() == {**{f"p{i}@example.com": {"VIP"} for i in range(3)}, "p3@example.com": set()}
+
+
+def test_an_unanswered_upsert_is_sent_again_even_when_the_fields_went_back(fake, tmp_path):
+    original = write_cohort(tmp_path / "c.csv", people(2))
+    run(original)
+    FakeHook.lose_answer = ("people.upsert", "p0@example.com")  # Infobip stored "Changed", no answer
+    with pytest.raises(InfobipServerError):
+        run(write_cohort(tmp_path / "c2.csv", people(2, first="Changed")))
+    assert FakeHook.people["p0@example.com"]["firstName"] == "Changed"
+    FakeHook.log.clear()
+    summary = run(original)  # the cohort is back to "Ana": p0 must be upserted, not counted as unchanged
+    assert calls("people.upsert") == ["p0@example.com", "p1@example.com"] and calls("tags.add") == []
+    assert FakeHook.people["p0@example.com"]["firstName"] == "Ana" and summary["unchanged"] == 0
+
+
+@pytest.mark.parametrize(
+    ("lane", "endpoint", "cohort_size", "expected"),
+    [
+        pytest.param("untag", "tags.add", 4, ["p3@example.com"], id="untag-then-back-in-cohort"),
+        pytest.param("untag", "tags.remove", 3, ["p3@example.com"], id="untag-still-out"),
+        pytest.param("tag", "tags.remove", 3, ["p3@example.com"], id="tag-then-left"),
+        pytest.param("tag", "tags.add", 4, ["p3@example.com"], id="tag-still-in"),
+        pytest.param("upsert", "people.upsert", 4, ["p3@example.com"], id="upsert"),
+    ],
+)
+def test_a_killed_run_resends_its_unanswered_batches_on_resume(
+    fake, tmp_path, lane, endpoint, cohort_size, expected
+):
+    from infobip_provider.people import make_ref
+
+    run(write_cohort(tmp_path / "c.csv", people(4)))
+    target = StateStore(str(tmp_path / "state")).target("fp", "tags", "VIP")
+    frame = snapshot(tmp_path)
+    if lane == "tag":  # p3's upsert was acknowledged, its tag-add batch was not
+        frame.loc[frame["key"] == "p3@example.com", "tagged"] = False
+        target.write_snapshot(frame)
+    digest = dict(zip(frame["key"], frame["fields_hash"]))["p3@example.com"]
+    ref = make_ref("EMAIL", "p3@example.com", "changed" if lane == "upsert" else digest, None)
+    # A kill right after the intent: the journal holds it without an acknowledgement, nothing folded.
+    target.append_journal({"run": "killed:1", "lane": lane, "batch": 0, "state": "intent", "ids": [ref]})
+    FakeHook.log.clear()
+    run(write_cohort(tmp_path / "c2.csv", people(cohort_size)), max_removal_ratio=1.0)
+    assert calls(endpoint) == expected
+    assert list(target.read_journal()) == []
+
+
 def test_the_removal_guard_stops_a_run_that_would_untag_most_people(fake, tmp_path):
     run(write_cohort(tmp_path / "c.csv", people(10)))
     FakeHook.log.clear()
@@ -262,13 +365,43 @@ def test_value_rejects_count_towards_max_reject_ratio(fake, tmp_path):
         pytest.param({"person_type": "VIP"}, "CUSTOMER or LEAD", id="bad-type"),
         pytest.param({"tag": "t" * 257}, "256", id="tag-too-long"),
         pytest.param({"batch_size": 1001}, "batch_size", id="batch-too-big"),
+        pytest.param({"person_type": 0}, "CUSTOMER or LEAD", id="type-rendered-as-int"),
+        pytest.param({"field_map": "{'a': 'tags'}"}, "reserved", id="python-text-field-map"),
     ],
 )
 def test_bad_arguments_fail_before_any_call(fake, tmp_path, kwargs, message):
     args = {"task_id": "t", "cohort_path": write_cohort(tmp_path / "c.csv", people(1)), **kwargs}
     with pytest.raises(AirflowFailException, match=message):
-        PeopleImportOperator(**args).execute({"run_id": "r", "ti": FakeTI()})
+        PeopleImportOperator(**args).execute(context())
     assert FakeHook.log == [] and FakeHook.instances == []
+
+
+@pytest.mark.parametrize("tag", [2026, 0], ids=["year", "zero"])
+def test_a_tag_rendered_as_a_number_is_used_as_its_text(fake, tmp_path, tag):
+    op = PeopleImportOperator(
+        task_id="import_people", cohort_path=write_cohort(tmp_path / "c.csv", people(2)), tag=tag
+    )
+    summary = op.execute(context())
+    assert summary["tag"] == str(tag) and calls("tags.create") == [str(tag)]
+    assert all(p["tags"] == {str(tag)} for p in FakeHook.people.values())
+
+
+def test_text_params_rendered_as_native_objects_are_read_as_text(fake, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("2026,0,first_name\nn@example.com,+12025550143,Ana\n")
+    op = PeopleImportOperator(
+        task_id="import_people",
+        cohort_path=str(path),
+        email_column=2026,  # type: ignore[arg-type]  # column names that look like numbers
+        phone_column=0,  # type: ignore[arg-type]
+        field_map=str({"first_name": "firstName"}),  # a dict param rendered without native objects
+        tag="VIP",
+    )
+    summary = op.execute(context())
+    assert summary["members"] == 1 and summary["created"] == 1
+    person = FakeHook.people["n@example.com"]
+    assert person["firstName"] == "Ana"
+    assert {c["type"] for c in person["contactInformation"]} == {"EMAIL", "PHONE"}
 
 
 def test_template_fields_and_a_tag_named_after_the_dag_and_task():

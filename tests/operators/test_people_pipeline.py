@@ -11,6 +11,12 @@ from infobip_provider.checkpoint import BatchFeed, BatchLanes, Lane, batches, re
 from infobip_provider.state import StateStore
 
 
+def _record(sent: list[list[str]], ids: list[str]) -> dict[str, str]:
+    """A lane send that only records its batch (and has nothing refused)."""
+    sent.append(ids)
+    return {}
+
+
 @pytest.fixture
 def target(tmp_path):
     return StateStore(str(tmp_path)).target("fp", "tags", "VIP")
@@ -84,7 +90,7 @@ def test_a_failing_leader_closes_the_feed_and_nothing_hangs(target):
         raise RuntimeError("upsert failed")
 
     leader = Lane("upsert", [["a"], ["b"]], boom, on_exit=feed.close)
-    follower = Lane("tag", feed, lambda ids: sent.append(ids) or {})
+    follower = Lane("tag", feed, lambda ids: _record(sent, ids))
     raised: list[BaseException] = []
 
     def run() -> None:
@@ -111,7 +117,7 @@ def test_a_leader_with_nothing_to_send_still_releases_its_follower(target):
         feed.close()
 
     leader = Lane("upsert", [], lambda ids: {}, on_exit=close)
-    follower = Lane("tag", feed, lambda ids: sent.append(ids) or {})
+    follower = Lane("tag", feed, lambda ids: _record(sent, ids))
     BatchLanes(target, "r").run([leader, follower])
     assert exits == ["upsert"] and sent == [["a", "b"], ["c"]]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from infobip_provider.checkpoint import Recovery
 from infobip_provider.people import (
     CUSTOM_VALUE_MAX,
     TAG_MAX,
@@ -18,6 +19,7 @@ from infobip_provider.people import (
     default_tag_name,
     fields_hash,
     fold_people,
+    fold_recovery,
     make_ref,
     parse_field_map,
     parse_ref,
@@ -71,6 +73,18 @@ def test_field_map_accepts_its_json_text_and_nothing():
     assert parse_field_map("").standard == () and parse_field_map(None).custom == ()
 
 
+def test_field_map_accepts_the_python_text_of_a_dict_rendered_without_native_objects():
+    text = str({"fn": "firstName", "ltv": "lifetimeValue"})  # what Jinja gives for a dict param
+    mapping = parse_field_map(text)
+    assert mapping.standard == (("fn", "firstName"),) and mapping.custom == (("ltv", "lifetimeValue"),)
+
+
+def test_person_type_is_read_as_text_and_only_none_or_empty_means_the_default():
+    assert parse_field_map({}, None).person_type == parse_field_map({}, "").person_type == "CUSTOMER"
+    with pytest.raises(FieldMapError, match="CUSTOMER or LEAD"):
+        parse_field_map({}, 0)  # type: ignore[arg-type]  # a native render of "0"
+
+
 @pytest.mark.parametrize(
     ("field_map", "person_type", "external_id", "message"),
     [
@@ -84,6 +98,8 @@ def test_field_map_accepts_its_json_text_and_nothing():
         pytest.param({}, "PARTNER", False, "CUSTOMER or LEAD", id="bad-type"),
         pytest.param("[1, 2]", "CUSTOMER", False, "object", id="not-an-object"),
         pytest.param("{not json", "CUSTOMER", False, "object", id="bad-json"),
+        pytest.param("{'a': f()}", "CUSTOMER", False, "object", id="python-code-not-a-literal"),
+        pytest.param("('a', 'b')", "CUSTOMER", False, "object", id="python-literal-not-a-dict"),
     ],
 )
 def test_field_map_refuses_what_cannot_work(field_map, person_type, external_id, message):
@@ -124,7 +140,7 @@ def test_values_are_checked_against_the_contract(target, raw, value, problem):
     if problem is None:
         assert got_problem is None
     else:
-        assert problem in got_problem
+        assert got_problem is not None and problem in got_problem
 
 
 # -------------------------------------------------------------------------------------------- payloads
@@ -317,16 +333,74 @@ def test_a_tag_ack_for_a_person_the_snapshot_lost_keeps_the_tag_and_forces_an_up
     assert out == {"12025550143": Confirmed("PHONE", "", True, "12025550143")}
 
 
+# ------------------------------------------------------------------------------- unanswered batches
+def _recovery(**unacked: list[str]) -> Recovery:
+    return Recovery(unacked={lane: ids for lane, ids in unacked.items() if ids})
+
+
+def test_an_unanswered_tag_batch_makes_its_people_uncertain_and_they_are_tagged_again():
+    built = built_of({"email": "a@x.com"}, {"email": "b@x.com"})
+    refs = [p.ref for p in built.people]
+    # Upserts acknowledged, the tag-add batch sent without an answer: Infobip may have tagged them.
+    snap = fold_recovery({}, Recovery(acked={"upsert": [(refs, {})]}, unacked={"tag": refs}))
+    assert all(c.uncertain and not c.tagged for c in snap.values())
+    plan = plan_people(built, snap)
+    assert plan.upserts == [] and plan.tag_now == refs and plan.untags == []
+
+
+def test_an_unanswered_tag_batch_for_a_member_who_then_left_is_untagged():
+    built = built_of({"email": "a@x.com"}, {"email": "b@x.com"})
+    refs = [p.ref for p in built.people]
+    snap = fold_recovery({}, Recovery(acked={"upsert": [(refs, {})]}, unacked={"tag": refs[1:]}))
+    plan = plan_people(built_of({"email": "a@x.com"}), snap)
+    assert [parse_ref(r)[1] for r in plan.untags] == ["b@x.com"] and plan.dropped == []
+    assert confirmed_tagged(snap) == 1  # b may carry the tag: the removal guard counts it
+
+
+def test_an_unanswered_untag_batch_is_repaired_whichever_way_the_cohort_went():
+    before = built_of({"email": "a@x.com"}, {"email": "b@x.com"})
+    first = plan_people(built_of({"email": "a@x.com"}), confirmed(before))
+    snap = fold_recovery(confirmed(before), _recovery(untag=first.untags))
+    assert snap["b@x.com"].uncertain
+    back = plan_people(before, snap)  # b came back: Infobip may have removed its tag
+    assert [parse_ref(r)[1] for r in back.tag_now] == ["b@x.com"] and back.upserts == []
+    still_gone = plan_people(built_of({"email": "a@x.com"}), snap)
+    assert [parse_ref(r)[1] for r in still_gone.untags] == ["b@x.com"]
+
+
+def test_an_unanswered_upsert_is_sent_again_even_when_the_fields_went_back():
+    old = built_of({"email": "a@x.com", "first": "Ana"}, {"email": "n@x.com", "first": "New"})
+    new = built_of({"email": "a@x.com", "first": "Changed"}, {"email": "n@x.com", "first": "New"})
+    snap = confirmed(built_of({"email": "a@x.com", "first": "Ana"}))
+    sent = plan_people(new, snap).upserts
+    folded = fold_recovery(snap, _recovery(upsert=sent))
+    assert folded["a@x.com"].tagged and not folded["a@x.com"].uncertain  # the tag is not in doubt
+    plan = plan_people(old, folded)  # Infobip may hold "Changed" although the cohort says "Ana" again
+    assert [parse_ref(r)[1] for r in plan.upserts] == ["a@x.com", "n@x.com"] and plan.unchanged == 0
+    assert [parse_ref(r)[1] for r in plan.tag_after_upsert] == ["n@x.com"]
+
+
+def test_an_acknowledgement_settles_an_uncertain_person_and_a_deleted_tag_clears_doubt():
+    ref = make_ref("EMAIL", "a@x.com", "h", None)
+    uncertain = fold_recovery({}, _recovery(tag=[ref]))
+    assert fold_people(uncertain, tagged=[([ref], {})])["a@x.com"] == Confirmed("EMAIL", "", True)
+    assert fold_people(uncertain, untagged=[([ref], {})]) == {}
+    assert confirmed_tagged(without_tags(uncertain)) == 0
+
+
 def test_refs_round_trip_and_snapshot_frames_round_trip():
     assert parse_ref(make_ref("PHONE", "123", "abc", "123")) == ("PHONE", "123", "abc", "123")
     assert parse_ref(make_ref("EMAIL", "a@x.com", "abc", None)) == ("EMAIL", "a@x.com", "abc", None)
     snapshot = {
         "a@x.com": Confirmed("EMAIL", "h1", True, "385911234567"),
         "123": Confirmed("PHONE", "h2", False),
+        "u@x.com": Confirmed("EMAIL", "h3", False, None, uncertain=True),
     }
     frame = snapshot_to_frame(snapshot)
-    assert list(frame.columns) == ["key", "key_type", "fields_hash", "tagged", "phone"]
+    assert list(frame.columns) == ["key", "key_type", "fields_hash", "tagged", "phone", "uncertain"]
     assert snapshot_from_frame(frame) == snapshot
+    older = snapshot_from_frame(frame.drop(columns=["uncertain"]))  # written before the column existed
+    assert not any(c.uncertain for c in older.values()) and older["a@x.com"] == snapshot["a@x.com"]
     assert snapshot_from_frame(snapshot_to_frame({})) == {}
 
 

@@ -30,7 +30,7 @@ from infobip_provider.people import (
     build_people,
     confirmed_tagged,
     default_tag_name,
-    fold_people,
+    fold_recovery,
     parse_field_map,
     plan_people,
     snapshot_from_frame,
@@ -90,7 +90,13 @@ class PeopleImportOperator(BaseOperator):
     batch's slot.
 
     Every batch is journaled before it is sent and acknowledged after Infobip answered; a killed or
-    retried task folds the acknowledged batches into the snapshot and sends only the rest.
+    retried task folds the acknowledged batches into the snapshot and sends only the rest. People of
+    a batch sent without an answer are sent again: upserted whatever their fields, and tagged when in
+    the cohort or untagged when not (their tag is *uncertain*; both calls are safe to repeat).
+
+    Text params are read as text: a tag ``2026`` or ``0`` rendered as a number by
+    ``render_template_as_native_obj`` is the tag ``"2026"`` or ``"0"``; only ``None`` and ``""``
+    mean "not given". ``field_map`` may also be given as its JSON or Python-literal text.
 
     :param tag: the audience tag (templated, ≤ 256 characters); empty: ``<dag_id>.<task_id>``.
     :param cohort_path: a CSV/Parquet/JSONL file, relative to ``include/`` or any URI (templated).
@@ -175,12 +181,22 @@ class PeopleImportOperator(BaseOperator):
     # ---------------------------------------------------------------------- args
     @staticmethod
     def _column(value: Any) -> str | None:
-        text = str(value or "").strip()
-        return text or None
+        """A text param as text (a native render may give a number); ``None`` when empty."""
+        return _as_text(value)
+
+    def _text_params(self) -> None:
+        """Read the text params as text once rendered (``render_template_as_native_obj`` gives numbers)."""
+        self.tag = _as_text(self.tag)
+        self.email_column = _as_text(self.email_column)
+        self.phone_column = _as_text(self.phone_column)
+        self.external_id_column = _as_text(self.external_id_column)
+        self.country_column = _as_text(self.country_column)
+        self.person_type = _as_text(self.person_type) or "CUSTOMER"
+        self.default_region = _as_text(self.default_region) or "US"
 
     def tag_name(self) -> str:
         """The tag this task keeps in step: ``tag``, or one derived from the DAG and task ids."""
-        name = str(self.tag or "").strip()
+        name = _as_text(self.tag)
         if not name:
             dag_id = self.dag_id if self.has_dag() else None
             return default_tag_name(dag_id, self.task_id)
@@ -207,6 +223,7 @@ class PeopleImportOperator(BaseOperator):
         from infobip_provider.hooks.infobip import InfobipHook
         from infobip_provider.state import StateStore
 
+        self._text_params()
         batch_size, max_removal_ratio = validate_sync_args(self.batch_size, self.max_removal_ratio)
         mapping = self.mapping()
         dry_run = as_bool(self.dry_run, "dry_run")
@@ -260,10 +277,10 @@ class PeopleImportOperator(BaseOperator):
         snapshot = snapshot_from_frame(target.read_snapshot(SNAPSHOT_COLUMNS))
         recovery = recover(target)
         if not recovery.empty:
-            snapshot = fold_people(snapshot, *(recovery.acked.get(lane, []) for lane in LANES))
+            snapshot = fold_recovery(snapshot, recovery)
             self.log.info(
                 "Resuming an interrupted import: %d acknowledged batches folded into the snapshot; "
-                "%d people of unacknowledged batches will be planned again",
+                "%d people of unanswered batches will be sent again",
                 sum(len(v) for v in recovery.acked.values()),
                 sum(len(v) for v in recovery.unacked.values()),
             )
@@ -475,13 +492,21 @@ class PeopleImportOperator(BaseOperator):
         try:
             BatchLanes(target, attempt).run(lanes)
         finally:
-            # Whatever happened, what Infobip acknowledged becomes the snapshot.
+            # Whatever happened, what Infobip acknowledged becomes the snapshot, and the people of
+            # unanswered batches are marked to be sent again.
             recovery = recover(target)
-            confirmed = fold_people(snapshot, *(recovery.acked.get(lane, []) for lane in LANES))
+            confirmed = fold_recovery(snapshot, recovery)
             target.write_snapshot(snapshot_to_frame(confirmed))
             target.clear_journal()
             snapshot.clear()
             snapshot.update(confirmed)
+
+
+def _as_text(value: Any) -> str | None:
+    """A rendered text param as trimmed text; ``None`` only for ``None`` or empty text (not for ``0``)."""
+    if value is None:
+        return None
+    return str(value).strip() or None
 
 
 def _upsert_reason(error: dict[str, Any]) -> str:
