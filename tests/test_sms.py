@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections import Counter
@@ -30,6 +31,7 @@ from infobip_provider.sms import (
     describe_character,
     fold_ledger,
     message_id,
+    parse_literal,
     plan_batches,
     protect_tokens,
 )
@@ -222,6 +224,20 @@ def test_bulk_id_is_deterministic_unique_and_short():
     assert len(long) <= 100 and long != broadcast_bulk_id("d" * 250, "r" * 249 + "x", "t" * 250)
 
 
+def test_bulk_id_keeps_mapped_instances_apart_and_unmapped_ids_unchanged():
+    plain = broadcast_bulk_id("d", "manual__1", "t")
+    assert broadcast_bulk_id("d", "manual__1", "t", "", -1) == plain, "an unmapped task's id must not move"
+    # What every earlier version derived, so open ledgers of unmapped tasks are still found.
+    assert plain == "d.t.manual__1-" + hashlib.sha256(b"d\x1fmanual__1\x1ft\x1f").hexdigest()[:16]
+    mapped = [broadcast_bulk_id("d", "manual__1", "t", "", i) for i in range(3)]
+    assert len({plain, *mapped}) == 4
+    assert mapped[0].startswith("d.t-0.manual__1-") and mapped[2] == broadcast_bulk_id(
+        "d", "manual__1", "t", "", 2
+    )
+    assert broadcast_bulk_id("d", "r", "t", ":test", 1) != broadcast_bulk_id("d", "r", "t", "", 1)
+    assert len(broadcast_bulk_id("d" * 250, "r" * 250, "t" * 250, "", 12345)) <= 100
+
+
 def test_message_id_is_deterministic_per_bulk_and_number():
     assert message_id("b", "41793026727") == message_id("b", "41793026727")
     assert len(message_id("b", "41793026727")) == 32
@@ -362,6 +378,67 @@ def test_send_at_without_zone_is_utc_and_window_days_default_to_all():
     assert opts.schedule["sendAt"] == "2026-03-10T09:30:00.000+0000"
     assert opts.message_options["deliveryTimeWindow"]["days"][0] == "MONDAY"
     assert len(opts.message_options["deliveryTimeWindow"]["days"]) == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", None),
+        ("   ", None),
+        ("[]", []),
+        ('["+41793026727"]', ["+41793026727"]),
+        ("['+41793026727', '+385912345678']", ["+41793026727", "+385912345678"]),
+        ('{"from": "09:00", "to": "20:00"}', {"from": "09:00", "to": "20:00"}),
+        ("{'days': ('MONDAY',), 'from': {'hour': 9}}", {"days": ("MONDAY",), "from": {"hour": 9}}),
+        ("+41793026727, +385912345678", "+41793026727, +385912345678"),  # plain text stays text
+    ],
+)
+def test_parse_literal_reads_lists_and_objects_given_as_text(text, expected):
+    assert parse_literal(text, "x") == expected
+
+
+def test_parse_literal_passes_other_values_and_refuses_broken_literals():
+    value = {"from": "09:00"}
+    assert parse_literal(value, "x") is value and parse_literal(None, "x") is None
+    with pytest.raises(SmsConfigError, match=r"test_recipients .* neither JSON nor a Python literal"):
+        parse_literal("['+41793026727'", "test_recipients")
+
+
+@pytest.mark.parametrize(
+    "window",
+    [
+        '{"days": ["MONDAY"], "from": "09:00", "to": "20:00"}',
+        "{'days': ['mon'], 'from': '09:00', 'to': {'hour': 20, 'minute': 0}}",
+    ],
+)
+def test_delivery_time_window_as_text(window):
+    assert options(delivery_time_window=window).message_options["deliveryTimeWindow"] == {
+        "days": ["MONDAY"],
+        "from": {"hour": 9, "minute": 0},
+        "to": {"hour": 20, "minute": 0},
+    }
+
+
+@pytest.mark.parametrize("window", ["", "  ", "{}"])
+def test_empty_delivery_time_window_text_is_none(window):
+    assert "deliveryTimeWindow" not in options(delivery_time_window=window).message_options
+
+
+def test_broken_delivery_time_window_text_is_a_problem():
+    with pytest.raises(SmsConfigError, match=r"delivery_time_window is text .* neither JSON"):
+        options(delivery_time_window="{'from': '09:00'")
+
+
+def test_deferral_names_the_options_that_hold_messages_back():
+    assert options().deferral == () and options(validity_period=30).deferral == ()
+    assert options(send_at=NOW + timedelta(hours=1)).deferral == ("send_at",)
+    assert options(delivery_time_window={"from": "09:00", "to": "20:00"}).deferral == (
+        "delivery_time_window",
+    )
+    assert options(sending_speed_limit=100, send_at=NOW + timedelta(hours=1)).deferral == (
+        "send_at",
+        "sending_speed_limit",
+    )
 
 
 def test_tracking_options_imply_shortening():

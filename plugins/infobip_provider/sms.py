@@ -14,14 +14,18 @@
 - :func:`plan_batches` / :func:`build_body`: identical texts share one message with many
   destinations; at most 1000 destinations per request.
 - :func:`fold_ledger`: what the journal of a broadcast says was sent, and which batches are open.
+- :func:`parse_literal`: a list or object that reached the operator as text (a template rendered
+  without ``render_template_as_native_obj``), read back as JSON or a Python literal.
 
 Nothing here touches the network, the clock (it is passed in) or pandas.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
+import json
 import re
 import unicodedata
 from collections import Counter
@@ -296,15 +300,20 @@ def check_sender(sender: Any) -> str:
     )
 
 
-def broadcast_bulk_id(dag_id: str, run_id: str, task_id: str, suffix: str = "") -> str:
+def broadcast_bulk_id(dag_id: str, run_id: str, task_id: str, suffix: str = "", map_index: int = -1) -> str:
     """A bulk id that is the same on every try of one task in one run, and unique across runs.
 
     A readable prefix plus a hash of the exact ids (so two runs never share a bulk id even when
-    the readable part is cut or cleaned), at most 100 characters.
+    the readable part is cut or cleaned), at most 100 characters. ``map_index`` (when 0 or more)
+    keeps the instances of a mapped task (``.expand``) apart; an unmapped task's id is unchanged.
     """
-    raw = "\x1f".join((dag_id, run_id, task_id, suffix))
-    digest = hashlib.sha256(raw.encode()).hexdigest()[:16]
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dag_id}.{task_id}.{run_id}{suffix}").strip("-.")
+    parts = [dag_id, run_id, task_id, suffix]
+    task = task_id
+    if map_index is not None and map_index >= 0:
+        parts.append(str(map_index))
+        task = f"{task_id}-{map_index}"
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dag_id}.{task}.{run_id}{suffix}").strip("-.")
     return f"{readable[: MAX_BULK_ID - len(digest) - 1]}-{digest}"
 
 
@@ -314,6 +323,34 @@ def message_id(bulk_id: str, phone: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ options
+def parse_literal(value: Any, name: str) -> Any:
+    """A list or object given as text, read back: ``"[...]"``, ``"{...}"`` or ``"(...)"`` as JSON, else
+    as a Python literal (``"['+41...']"``); blank text is None; any other value is returned unchanged.
+
+    Airflow renders templated fields to text unless the DAG sets ``render_template_as_native_obj``.
+
+    :raises SmsConfigError: the text looks like a list or object but is neither JSON nor a literal.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    if text[0] not in "[{(":
+        return value
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise SmsConfigError(
+            f"{name} is text that looks like a list or an object but is neither JSON nor a Python literal: "
+            f"{text[:80]!r}"
+        ) from None
+
+
 def _time_of_day(value: Any, what: str, problems: list[str]) -> dict[str, int] | None:
     hour: Any
     minute: Any
@@ -347,7 +384,15 @@ def _day(value: Any) -> str | None:
 
 
 def parse_delivery_time_window(value: Any, problems: list[str]) -> dict[str, Any] | None:
-    """``{"days": [...], "from": "09:00", "to": "20:00"}`` (UTC) as Infobip's object; days default to all."""
+    """``{"days": [...], "from": "09:00", "to": "20:00"}`` (UTC) as Infobip's object; days default to all.
+
+    The object may come as JSON or Python-literal text (see :func:`parse_literal`).
+    """
+    try:
+        value = parse_literal(value, "delivery_time_window")
+    except SmsConfigError as exc:
+        problems.append(str(exc))
+        return None
     if value in (None, "", {}):
         return None
     if not isinstance(value, Mapping):
@@ -695,6 +740,20 @@ class SmsOptions:
             include_sms_count=bool(count),
             warnings=tuple(warnings),
         )
+
+    @property
+    def deferral(self) -> tuple[str, ...]:
+        """The options that let Infobip hold accepted messages back (``send_at``,
+        ``delivery_time_window``, ``sending_speed_limit``): until such a message leaves, Infobip's logs
+        may not show it, so its absence there does not prove it was not accepted."""
+        found = []
+        if self.schedule.get("sendAt"):
+            found.append("send_at")
+        if self.message_options.get("deliveryTimeWindow"):
+            found.append("delivery_time_window")
+        if self.schedule.get("sendingSpeedLimit"):
+            found.append("sending_speed_limit")
+        return tuple(found)
 
     @property
     def transliterated(self) -> bool:

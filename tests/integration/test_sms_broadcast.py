@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from infobip_provider.operators.sms import LOG_QUERY_IDS, SmsBroadcastOperator
+from infobip_provider.operators.sms import LOG_QUERY_IDS, BroadcastUncertainError, SmsBroadcastOperator
 from tests.integration.conftest import run_operator, total_429
 
 pytestmark = pytest.mark.sandbox
@@ -174,6 +174,25 @@ def test_a_timeout_whose_request_commits_late_is_not_sent_twice(sandbox, infobip
     summary = broadcast(cohort, reconcile_delay=1.5, batch_size=200)
     assert_exactly_once(sandbox, summary["bulk_id"], 400)
     assert summary["reconciled"] == 200 and summary["resent_after_lost_answer"] == 0
+
+
+def test_a_scheduled_broadcast_is_never_resent_after_a_lost_answer(sandbox, infobip_conn, tmp_path):
+    """The sandbox, like Infobip, leaves scheduled messages out of its logs until they leave: the
+    batch whose answer was lost is not found there, and must not be sent again."""
+    cohort = write_cohort(tmp_path / "c.csv", 300)
+    send_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() + 3600))
+    sandbox.inject_fault("sms.send", "commit_then_500", count=1)
+    with pytest.raises(BroadcastUncertainError) as failure:
+        broadcast(cohort, send_at=send_at, batch_size=100)
+    bulk_id = bulk_id_of("manual__1")
+    assert "100 recipients" in str(failure.value) and bulk_id in str(failure.value)
+    got = delivered(sandbox, bulk_id)
+    assert len(got) == 100 and all(len(texts) == 1 for texts in got.values())
+    assert requests_of(sandbox, "sms.send") == 1
+    assert requests_of(sandbox, "sms.logs") == 2 * math.ceil(100 / LOG_QUERY_IDS), "asked twice, found none"
+    with pytest.raises(BroadcastUncertainError, match="100 recipients"):  # a retry refuses as well
+        broadcast(cohort, send_at=send_at, batch_size=100)
+    assert requests_of(sandbox, "sms.send") == 1 and delivered(sandbox, bulk_id) == got
 
 
 def test_429s_are_retried_without_reconciliation(sandbox, infobip_conn, tmp_path):

@@ -2,7 +2,9 @@
 
 The fake keeps what Infobip would keep (every accepted message, by bulk and message id) and can
 lose answers, refuse requests or "die" (a BaseException, like a SIGKILL, that nothing catches)
-before or after it committed a request. The state store is real (a temporary folder).
+before or after it committed a request. Like Infobip, its logs leave out messages it holds back
+(scheduled, delivery window, speed limit) until :meth:`FakeInfobip.release`. The state store is
+real (a temporary folder).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 import math
 import re
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -22,7 +25,13 @@ from infobip_provider.errors import (
     InfobipTransportError,
     InfobipValidationError,
 )
-from infobip_provider.operators.sms import LOG_QUERY_IDS, BroadcastLedgerError, SmsBroadcastOperator
+from infobip_provider.operators.sms import (
+    LOG_QUERY_IDS,
+    BroadcastLedgerError,
+    BroadcastReuseError,
+    BroadcastUncertainError,
+    SmsBroadcastOperator,
+)
 from infobip_provider.sms import TemplateError, broadcast_bulk_id
 from infobip_provider.state import TargetState
 
@@ -51,14 +60,24 @@ class FakeInfobip:
         self.faults: list[str] = []
         self.calls: dict[str, int] = {}
         self.log_queries: list[list[str]] = []
+        #: the logs answer nothing to this many more queries (a request still settling)
+        self.blind_log_queries = 0
+
+    def release(self) -> None:
+        """The held-back messages leave: from now on the logs show them."""
+        for message in self.messages:
+            message["held"] = False
 
     def _count(self, endpoint: str) -> None:
         self.calls[endpoint] = self.calls.get(endpoint, 0) + 1
 
     def _commit(self, body: dict[str, Any]) -> dict[str, Any]:
-        bulk = body["options"]["schedule"]["bulkId"]
+        schedule = body["options"]["schedule"]
+        bulk = schedule["bulkId"]
         answers = []
         for message in body["messages"]:
+            window = (message.get("options") or {}).get("deliveryTimeWindow")
+            held = bool(schedule.get("sendAt") or schedule.get("sendingSpeedLimit") or window)
             for dest in message["destinations"]:
                 self.messages.append(
                     {
@@ -66,6 +85,7 @@ class FakeInfobip:
                         "messageId": dest["messageId"],
                         "to": dest["to"],
                         "text": message["content"]["text"],
+                        "held": held,
                     }
                 )
                 answers.append(
@@ -106,11 +126,14 @@ class FakeInfobip:
         assert 0 < len(message_ids) <= LOG_QUERY_IDS, "logs are asked in chunks"
         assert len(",".join(message_ids)) <= 2048, "Infobip caps messageId at 2048 characters"
         self.log_queries.append(list(message_ids))
+        if self.blind_log_queries > 0:
+            self.blind_log_queries -= 1
+            return []
         wanted = set(message_ids)
         return [
             {"bulkId": m["bulkId"], "messageId": m["messageId"], "status": {"groupName": "DELIVERED"}}
             for m in self.messages
-            if m["bulkId"] == bulk_id and m["messageId"] in wanted
+            if m["bulkId"] == bulk_id and m["messageId"] in wanted and not m["held"]
         ]
 
     def per_number(self, bulk_id: str) -> Counter[str]:
@@ -118,6 +141,9 @@ class FakeInfobip:
 
 
 class FakeTI:
+    def __init__(self, map_index: int = -1) -> None:
+        self.map_index = map_index
+
     def xcom_push(self, key: str, value: Any) -> None:
         json.dumps(value)
 
@@ -157,8 +183,8 @@ def make(fake: FakeInfobip, cohort: str, **kwargs: Any) -> SmsBroadcastOperator:
     return op
 
 
-def run(op: SmsBroadcastOperator, run_id: str = "manual__1") -> dict[str, Any]:
-    context = {"run_id": run_id, "ti": FakeTI(), "params": {}, "dag_run": None, "ds": "2026-03-02"}
+def run(op: SmsBroadcastOperator, run_id: str = "manual__1", map_index: int = -1) -> dict[str, Any]:
+    context = {"run_id": run_id, "ti": FakeTI(map_index), "params": {}, "dag_run": None, "ds": "2026-03-02"}
     op.render_template_fields(context)
     result = op.execute(context)
     json.dumps(result)
@@ -349,7 +375,8 @@ def test_a_500_before_commit_is_reconciled_then_resent_once(fake, tmp_path):
     summary = run(make(fake, cohort, batch_size=200))
     assert_exactly_once(fake, 250)
     assert summary["resent_after_lost_answer"] == 400  # the first batch went three times, taken once
-    assert fake.calls["sms.logs"] == 2 * math.ceil(200 / LOG_QUERY_IDS)
+    # Each lost answer: the logs are asked twice (after settling, then reconcile_delay later).
+    assert fake.calls["sms.logs"] == 2 * 2 * math.ceil(200 / LOG_QUERY_IDS)
 
 
 def test_lost_answers_beyond_the_attempts_fail_the_try_and_the_retry_finishes(fake, tmp_path):
@@ -500,3 +527,178 @@ def test_bulk_id_override_and_bodies_carry_it(fake, tmp_path):
     assert all(
         re.fullmatch(r"[0-9a-f]{32}", d["messageId"]) for d in fake.bodies[0]["messages"][0]["destinations"]
     )
+
+
+# ------------------------------------------------------------------------------------------ reconcile twice
+def test_a_lost_answer_the_logs_show_late_is_found_on_the_second_look(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 250)
+    fake.faults = ["ok", "lost"]
+    fake_blind = math.ceil(100 / LOG_QUERY_IDS)
+    slept: list[float] = []
+    op = make(fake, cohort, batch_size=100, reconcile_delay=7)
+    op._sleep = slept.append
+
+    original = fake.send_sms
+
+    def send_then_blind(body):
+        try:
+            return original(body)
+        except InfobipServerError:
+            fake.blind_log_queries = fake_blind  # the first look at the logs sees nothing yet
+            raise
+
+    fake.send_sms = send_then_blind
+    summary = run(op)
+    assert_exactly_once(fake, 250)
+    assert summary["reconciled"] == 100 and summary["resent_after_lost_answer"] == 0
+    assert fake.calls["sms.logs"] == 2 * fake_blind
+    assert len(slept) == 2 and 0 < slept[0] <= 7 and slept[1] == 7, "two looks, reconcile_delay apart"
+
+
+def test_a_crash_whose_batch_the_logs_show_late_is_not_resent(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 30)
+    fake.faults = ["die_after"]
+    with pytest.raises(Crash):
+        run(make(fake, cohort))
+    fake.blind_log_queries = 1
+    summary = run(make(fake, cohort))
+    assert_exactly_once(fake, 30)
+    assert summary["reconciled"] == 30 and summary["sent_this_try"] == 0
+
+
+# ------------------------------------------------------------------------------------------ held back
+def _soon() -> str:
+    return (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+HELD_BACK = {
+    "send_at": lambda: {"send_at": _soon()},
+    "delivery_time_window": lambda: {"delivery_time_window": {"from": "08:00", "to": "20:00"}},
+    "sending_speed_limit": lambda: {"sending_speed_limit": 100},
+}
+
+
+@pytest.mark.parametrize("option", sorted(HELD_BACK))
+@pytest.mark.parametrize("fault", ["lost", "timeout", "500"])
+def test_a_held_back_broadcast_is_never_resent_after_a_lost_answer(fake, tmp_path, option, fault):
+    cohort = write_cohort(tmp_path / "c.csv", 250)
+    kwargs = HELD_BACK[option]()
+    fake.faults = ["ok", fault]
+    with pytest.raises(BroadcastUncertainError) as failure:
+        run(make(fake, cohort, batch_size=100, **kwargs))
+    message = str(failure.value)
+    assert "100 recipients" in message and bulk() in message and option in message
+    assert "portal" in message and "Nothing was sent again" in message
+    got = fake.per_number(bulk())
+    assert max(got.values()) == 1, "nobody got two"
+    assert sum(got.values()) == (200 if fault != "500" else 100)
+    assert fake.calls["sms.send"] == 2, "the uncertain batch was not sent again, nor the next one"
+    # A later run refuses too, without sending anything.
+    with pytest.raises(BroadcastUncertainError, match="100 recipients"):
+        run(make(fake, cohort, batch_size=100, **kwargs))
+    assert fake.calls["sms.send"] == 2 and fake.per_number(bulk()) == got
+
+
+def test_a_held_back_crash_stops_every_later_try_until_the_logs_show_the_batch(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 300)
+    kwargs = {"send_at": _soon()}
+    fake.faults = ["ok", "die_after"]
+    with pytest.raises(Crash):
+        run(make(fake, cohort, batch_size=100, **kwargs))
+    for _ in range(2):
+        with pytest.raises(BroadcastUncertainError, match=r"100 recipients .* send_at"):
+            run(make(fake, cohort, batch_size=100, **kwargs))
+    assert fake.calls["sms.send"] == 2 and len(fake.messages) == 200
+    fake.release()  # the scheduled time came: the logs show what Infobip took
+    summary = run(make(fake, cohort, batch_size=100, **kwargs))
+    assert_exactly_once(fake, 300)
+    assert summary["reconciled"] == 100 and summary["sent_this_try"] == 100
+
+
+def test_a_held_back_broadcast_without_faults_sends_once(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 120)
+    summary = run(make(fake, cohort, batch_size=50, send_at=_soon(), sending_speed_limit=600))
+    assert_exactly_once(fake, 120)
+    assert summary["sent"] == 120 and "sms.logs" not in fake.calls
+
+
+# ------------------------------------------------------------------------------------------ bulk ids
+def test_mapped_instances_are_separate_broadcasts(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 10)
+    texts = ("Hi {{first_name}}", "Hallo {{first_name}}")
+    summaries = [run(make(fake, cohort, text=t), map_index=i) for i, t in enumerate(texts)]
+    assert summaries[0]["bulk_id"] != summaries[1]["bulk_id"]
+    assert summaries[0]["bulk_id"] == broadcast_bulk_id("adhoc_airflow", "manual__1", "broadcast", "", 0)
+    assert [s["sent_this_try"] for s in summaries] == [10, 10], "the second instance sent its own"
+    assert Counter(m["to"] for m in fake.messages) == {n: 2 for n in numbers(10)}
+
+
+def test_an_explicit_bulk_id_of_another_run_is_refused(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 5)
+    run(make(fake, cohort, bulk_id="spring"), "manual__1")
+    again = run(make(fake, cohort, bulk_id="spring"), "manual__1")  # a retry of the same run is fine
+    assert again["already_sent"] == 5
+    with pytest.raises(BroadcastReuseError, match=r"spring .* manual__1.* manual__2.*allow_bulk_id_reuse"):
+        run(make(fake, cohort, bulk_id="spring"), "manual__2")
+    assert fake.calls["sms.send"] == 1
+    allowed = run(make(fake, cohort, bulk_id="spring", allow_bulk_id_reuse="true"), "manual__2")
+    assert allowed["already_sent"] == 5 and allowed["sent_this_try"] == 0
+    derived = run(make(fake, cohort), "manual__2")  # derived ids are unique per run: no check needed
+    assert derived["sent_this_try"] == 5
+
+
+# ------------------------------------------------------------------------------------------ text values
+@pytest.mark.parametrize("value", ["[]", "", "  ", "()"])
+def test_empty_test_recipients_text_means_the_whole_cohort(fake, tmp_path, value):
+    cohort = write_cohort(tmp_path / "c.csv", 4)
+    summary = run(make(fake, cohort, test_recipients=value))
+    assert summary["test"] is False and summary["bulk_id"] == bulk()
+    assert_exactly_once(fake, 4)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("['+385 91 234 5678', '+41 79 111 22 33']", {"385912345678", "41791112233"}),
+        ('["+385912345678", "+41791112233"]', {"385912345678", "41791112233"}),
+        ("('+385912345678',)", {"385912345678"}),
+    ],
+)
+def test_test_recipients_as_list_text(fake, tmp_path, value, expected):
+    cohort = write_cohort(tmp_path / "c.csv", 4)
+    summary = run(make(fake, cohort, test_recipients=value))
+    assert summary["test"] is True and summary["recipients"] == len(expected)
+    assert {m["to"] for m in fake.messages} == expected
+
+
+def test_broken_list_text_is_refused(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 4)
+    with pytest.raises(AirflowFailException, match="neither JSON nor a Python literal"):
+        run(make(fake, cohort, test_recipients="['+385912345678'"))
+    with pytest.raises(AirflowFailException, match="list of phone numbers"):
+        run(make(fake, cohort, test_recipients='{"a": 1}'))
+    assert fake.calls == {}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        '{"days": ["MONDAY", "FRIDAY"], "from": "08:00", "to": "18:00"}',
+        "{'days': ['mon', 'fri'], 'from': {'hour': 8, 'minute': 0}, 'to': '18:00'}",
+    ],
+)
+def test_delivery_time_window_as_text(fake, tmp_path, value):
+    cohort = write_cohort(tmp_path / "c.csv", 3)
+    run(make(fake, cohort, delivery_time_window=value))
+    window = fake.bodies[0]["messages"][0]["options"]["deliveryTimeWindow"]
+    assert window == {
+        "days": ["MONDAY", "FRIDAY"],
+        "from": {"hour": 8, "minute": 0},
+        "to": {"hour": 18, "minute": 0},
+    }
+
+
+def test_empty_delivery_time_window_text_means_none(fake, tmp_path):
+    cohort = write_cohort(tmp_path / "c.csv", 3)
+    run(make(fake, cohort, delivery_time_window="  "))
+    assert "deliveryTimeWindow" not in (fake.bodies[0]["messages"][0].get("options") or {})

@@ -174,10 +174,18 @@ def test_status_moves_from_pending_to_delivered_or_undeliverable(make_api) -> No
     assert final["41793026727"]["content"] == {"text": "Hi Ana"}
 
 
-def test_scheduled_message_stays_pending_until_send_at(api: Api) -> None:
+def test_scheduled_message_is_out_of_the_logs_until_send_at(make_api) -> None:
+    api = make_api(delivery_delay=30.0)
     send(api, message("41793026727"), schedule={"bulkId": "later", "sendAt": "2027-01-15T09:00:00.000+0000"})
-    assert api.get("/sms/3/logs").json()["results"][0]["status"]["groupName"] == "PENDING"
-    api.clock.advance(3600)
+    send(api, message("41793026728"), schedule={"bulkId": "now"})
+    assert [r["bulkId"] for r in api.get("/sms/3/logs").json()["results"]] == ["now"]
+    assert api.get("/sms/3/logs", params={"bulkId": "later"}).json()["results"] == []
+    api.clock.advance(3600 - 1)  # 08:59:59
+    assert api.get("/sms/3/logs", params={"bulkId": "later"}).json()["results"] == []
+    api.clock.advance(1)  # 09:00: it leaves, pending until delivered
+    (item,) = api.get("/sms/3/logs", params={"bulkId": "later"}).json()["results"]
+    assert item["status"]["groupName"] == "PENDING"
+    api.clock.advance(30)
     assert api.get("/sms/3/logs").json()["results"][0]["status"]["groupName"] == "DELIVERED"
 
 

@@ -12,6 +12,11 @@ How "exactly once" holds (Infobip has no idempotency key):
 4. A lost answer inside a try (a 5xx, or a timeout after the request left) is reconciled the same
    way at once, after a short settling delay, and only the unknown rest is sent again (bounded).
    A 429 or a failure to connect needs no reconciliation: Infobip did nothing.
+5. The logs are asked twice, ``reconcile_delay`` apart, before a message counts as unknown.
+6. A broadcast with ``send_at``, a ``delivery_time_window`` or a ``sending_speed_limit`` is never
+   resent from the logs: Infobip may hold its accepted messages back and leave them out of the
+   logs until they leave. Unknown ones stop the task (:class:`BroadcastUncertainError`) and stay
+   open in the ledger, so every later try refuses too until the logs show them.
 """
 
 from __future__ import annotations
@@ -68,6 +73,15 @@ class BroadcastLedgerError(AirflowFailException):
     """The ledger cannot tell what was sent (an unconfirmed batch is older than Infobip's logs)."""
 
 
+class BroadcastUncertainError(BroadcastLedgerError):
+    """An unconfirmed batch of a held-back broadcast (scheduled, delivery window, speed limit) is not
+    all in Infobip's logs: its absence proves nothing, so none of it is sent again."""
+
+
+class BroadcastReuseError(AirflowFailException):
+    """An explicit ``bulk_id`` already names a broadcast of another DAG run."""
+
+
 class BroadcastRun:
     """Sends recipients of one bulk through the ledger; used by :class:`SmsBroadcastOperator`.
 
@@ -106,6 +120,8 @@ class BroadcastRun:
         self.attempt = uuid.uuid4().hex[:8]
         self._seq = 0
         self.ledger: Ledger = fold_ledger(target.read_journal())
+        #: options that let Infobip hold messages back: the logs cannot prove those were not sent.
+        self.deferral: tuple[str, ...] = options.deferral
         self.sent_now = 0
         self.resent = 0
         self.requests = 0
@@ -136,8 +152,23 @@ class BroadcastRun:
         self.ledger.not_sent += 1
 
     # --------------------------------------------------------------- reconcile
-    def reconcile(self, key: str) -> set[str]:
-        """Ask Infobip's logs which messages of the open batch ``key`` it has; close the batch."""
+    def _ask_logs(self, ids: Sequence[str]) -> tuple[set[str], Counter[str]]:
+        """Which of ``ids`` Infobip's logs show in this bulk, with their status groups."""
+        wanted = set(ids)
+        known: set[str] = set()
+        statuses: Counter[str] = Counter()
+        for start in range(0, len(ids), LOG_QUERY_IDS):
+            chunk = list(ids[start : start + LOG_QUERY_IDS])
+            for item in self.hook.sms_logs(bulk_id=self.bulk_id, message_ids=chunk):
+                mid = item.get("messageId")
+                if mid in wanted and mid not in known and item.get("bulkId", self.bulk_id) == self.bulk_id:
+                    known.add(mid)
+                    statuses[str((item.get("status") or {}).get("groupName") or "UNKNOWN")] += 1
+        return known, statuses
+
+    def _check(self, key: str) -> tuple[set[str], Counter[str]]:
+        """Ask the logs about the open batch ``key`` once it settled, and again ``reconcile_delay``
+        later about the messages the first answer did not show."""
         started, ids = self.ledger.open[key]
         age = self.clock() - started
         if age > RECONCILE_HORIZON:
@@ -149,16 +180,17 @@ class BroadcastRun:
             )
         if age < self.reconcile_delay:
             self.sleep(self.reconcile_delay - age)
-        wanted = set(ids)
-        known: set[str] = set()
-        statuses: Counter[str] = Counter()
-        for start in range(0, len(ids), LOG_QUERY_IDS):
-            chunk = ids[start : start + LOG_QUERY_IDS]
-            for item in self.hook.sms_logs(bulk_id=self.bulk_id, message_ids=chunk):
-                mid = item.get("messageId")
-                if mid in wanted and mid not in known and item.get("bulkId", self.bulk_id) == self.bulk_id:
-                    known.add(mid)
-                    statuses[str((item.get("status") or {}).get("groupName") or "UNKNOWN")] += 1
+        known, statuses = self._ask_logs(ids)
+        missing = [i for i in ids if i not in known]
+        if missing:
+            if self.reconcile_delay > 0:
+                self.sleep(self.reconcile_delay)
+            late, late_statuses = self._ask_logs(missing)
+            known |= late
+            statuses.update(late_statuses)
+        return known, statuses
+
+    def _close(self, key: str, known: set[str], statuses: Counter[str]) -> None:
         self._record(
             {"state": "reconciled", "batch": key, "known": sorted(known), "statuses": dict(statuses)}
         )
@@ -166,10 +198,44 @@ class BroadcastRun:
         self.ledger.sent.update(known)
         self.ledger.reconciled += len(known)
         self.ledger.statuses.update(statuses)
+
+    def _uncertain(self, unknown: dict[str, int]) -> BroadcastUncertainError:
+        count = sum(unknown.values())
+        keys = sorted(unknown)
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        return BroadcastUncertainError(
+            f"{count} recipients of the broadcast {self.bulk_id} are uncertain: a request for them got no "
+            f"confirmed answer, and with {', '.join(self.deferral)} set Infobip may hold accepted messages "
+            "back and leave them out of its logs (GET /sms/3/logs) until they leave, so not finding them "
+            "there proves nothing. Nothing was sent again. Check the bulk id "
+            f"{self.bulk_id} in the Infobip portal (Analyze > Logs, or the broadcast's report, filtered by "
+            "bulk id): if the messages are there (scheduled or sent), nothing is missing - mark this task "
+            "successful, or run it again once they left (the logs then show them and the rest of the "
+            "broadcast goes out). If Infobip does not have them, append "
+            '{"state": "not_sent", "batch": "<batch>"} for each open batch to the ledger\'s journal.jsonl '
+            "and run the task again to send them. Until then the ledger keeps these batches open "
+            f"({shown}; ledger {self.target.root}) and every later run refuses to resend them."
+        )
+
+    def reconcile(self, key: str) -> set[str]:
+        """Ask Infobip's logs which messages of the open batch ``key`` it has; close the batch.
+
+        :raises BroadcastUncertainError: a held-back broadcast's batch is not all in the logs (the
+            batch stays open).
+        """
+        known, statuses = self._check(key)
+        missing = len(self.ledger.open[key][1]) - len(known)
+        if missing and self.deferral:
+            raise self._uncertain({key: missing})
+        self._close(key, known, statuses)
         return known
 
     def resume(self) -> int:
-        """Reconcile every batch an earlier try left open; returns how many of their messages Infobip had."""
+        """Reconcile every batch an earlier try left open; returns how many of their messages Infobip had.
+
+        :raises BroadcastUncertainError: after checking every batch, when a held-back broadcast's
+            batch is not all in the logs (those batches stay open; the others are closed).
+        """
         open_batches = list(self.ledger.open)
         if not open_batches:
             return 0
@@ -179,7 +245,18 @@ class BroadcastRun:
             len(open_batches),
             total,
         )
-        found = sum(len(self.reconcile(key)) for key in open_batches)
+        found = 0
+        uncertain: dict[str, int] = {}
+        for key in open_batches:
+            known, statuses = self._check(key)
+            found += len(known)
+            missing = len(self.ledger.open[key][1]) - len(known)
+            if missing and self.deferral:
+                uncertain[key] = missing
+                continue
+            self._close(key, known, statuses)
+        if uncertain:
+            raise self._uncertain(uncertain)
         self.log.info("Of %d unconfirmed messages, Infobip had %d; the rest will be sent", total, found)
         return found
 
@@ -278,7 +355,8 @@ class SmsBroadcastOperator(BaseOperator):
         3-11 characters or numeric 3-16 digits.
     :param validity_period: minutes (int), a timedelta, ``"48h"`` or ``{"amount", "timeUnit"}``.
     :param delivery_time_window: ``{"days": ["MONDAY", ...], "from": "09:00", "to": "20:00"}`` in UTC
-        (templated); at least one hour long; days default to every day.
+        (templated; JSON or Python-literal text is read back); at least one hour long; days default
+        to every day.
     :param send_at: a datetime or ISO text (templated), at most 180 days ahead.
     :param sending_speed_limit: messages per minute or ``{"amount", "timeUnit": MINUTE|HOUR|DAY}``.
     :param shorten_url: shorten URLs in the text; ``track_clicks``, ``tracking_url``,
@@ -296,12 +374,18 @@ class SmsBroadcastOperator(BaseOperator):
     :param campaign_reference_id: campaign reference id (templated).
     :param include_sms_count: ask Infobip for the SMS count in the answer (summed in the summary).
     :param dry_run: plan only, send nothing (templated).
-    :param test_recipients: numbers that get the first rows' messages instead of the cohort (templated).
+    :param test_recipients: numbers that get the first rows' messages instead of the cohort (templated):
+        a list, a JSON or Python-literal list as text (``"['+41...']"``, ``"[]"``), or numbers separated
+        by commas or new lines; empty means none.
     :param max_segments: refuse to send when a message would take more SMS parts than this.
     :param price_per_segment: price of one SMS part, for the cost estimate.
     :param batch_size: destinations per request, at most 1000.
     :param max_reject_ratio: fail when more than this share of cohort rows is unusable (None: warn only).
-    :param bulk_id: override the bulk id (default: derived from the DAG, run and task ids).
+    :param bulk_id: override the bulk id (default: derived from the DAG, run and task ids and the
+        map index of a mapped task). An explicit bulk id that an earlier DAG run already used stops
+        the task, unless ``allow_bulk_id_reuse``.
+    :param allow_bulk_id_reuse: let this run continue the broadcast an earlier run started under the
+        same explicit ``bulk_id`` (recipients it sent are not sent again).
     :param reconcile_delay: seconds a request whose answer was lost is given to settle before the
         logs are asked what it did.
     :param max_send_attempts: requests per batch when answers keep getting lost.
@@ -380,6 +464,7 @@ class SmsBroadcastOperator(BaseOperator):
         batch_size: int = 1000,
         max_reject_ratio: float | None = None,
         bulk_id: str | None = None,
+        allow_bulk_id_reuse: bool = False,
         reconcile_delay: float = 15.0,
         max_send_attempts: int = 3,
         infobip_conn_id: str = "infobip_default",
@@ -427,6 +512,7 @@ class SmsBroadcastOperator(BaseOperator):
         self.batch_size = batch_size
         self.max_reject_ratio = max_reject_ratio
         self.bulk_id = bulk_id
+        self.allow_bulk_id_reuse = allow_bulk_id_reuse
         self.reconcile_delay = reconcile_delay
         self.max_send_attempts = max_send_attempts
         self.infobip_conn_id = infobip_conn_id
@@ -502,12 +588,17 @@ class SmsBroadcastOperator(BaseOperator):
 
     def _test_numbers(self) -> list[str]:
         from infobip_provider.cohorts import normalize_phone
+        from infobip_provider.sms import parse_literal
 
-        raw = self.test_recipients
-        if raw in (None, "", [], ()):
+        raw = parse_literal(self.test_recipients, "test_recipients")
+        if raw is None or (isinstance(raw, (list, tuple, set)) and not raw):
             return []
         if isinstance(raw, str):
             raw = [p for p in raw.replace(",", "\n").splitlines() if p.strip()]
+        elif not isinstance(raw, (list, tuple, set)):
+            raise AirflowFailException(
+                f"test_recipients must be a list of phone numbers, got {type(raw).__name__}"
+            )
         numbers: list[str] = []
         bad = 0
         for value in raw:
@@ -538,12 +629,14 @@ class SmsBroadcastOperator(BaseOperator):
         dry_run = as_bool(self.dry_run, "dry_run")
         test_numbers = self._test_numbers()
         run_id = str(context.get("run_id") or "manual")
+        map_index = getattr(context.get("ti"), "map_index", None)
+        map_index = map_index if isinstance(map_index, int) else -1
         given = _blank_to_none(self.bulk_id)
         if given:
             bulk_id = f"{str(given)[:95]}-test" if test_numbers else str(given)[:100]
         else:
             suffix = ":test" if test_numbers else ""
-            bulk_id = broadcast_bulk_id(self.dag_id, run_id, self.task_id, suffix)
+            bulk_id = broadcast_bulk_id(self.dag_id, run_id, self.task_id, suffix, map_index)
 
         with paused_gc():
             prepared = self._read_cohort(context, template)
@@ -601,7 +694,17 @@ class SmsBroadcastOperator(BaseOperator):
                 "Nothing was sent."
             )
         summary.update(
-            self._send(context, prepared, bulk_id, options, recipients, counts, batch_size, run_id)
+            self._send(
+                prepared,
+                bulk_id,
+                options,
+                recipients,
+                counts,
+                batch_size,
+                run_id,
+                map_index,
+                explicit=bool(given),
+            )
         )
         if price is not None:
             summary["estimated_cost"] = round(summary["segments"] * price, 6)
@@ -675,7 +778,6 @@ class SmsBroadcastOperator(BaseOperator):
 
     def _send(
         self,
-        context: Context,
         prepared: Any,
         bulk_id: str,
         options: SmsOptions,
@@ -683,6 +785,9 @@ class SmsBroadcastOperator(BaseOperator):
         counts: dict[str, int],
         batch_size: int,
         run_id: str,
+        map_index: int,
+        *,
+        explicit: bool,
     ) -> dict[str, Any]:
         from infobip_provider.state import StateStore
 
@@ -691,15 +796,28 @@ class SmsBroadcastOperator(BaseOperator):
         with target.lock(f"the broadcast {bulk_id}"):
             facts = target.read_json("target.json") or {}
             if not facts:
-                target.write_json(
-                    "target.json",
-                    {
-                        "bulk_id": bulk_id,
-                        "dag_id": self.dag_id,
-                        "run_id": run_id,
-                        "task_id": self.task_id,
-                        "created": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
-                    },
+                record: dict[str, Any] = {
+                    "bulk_id": bulk_id,
+                    "dag_id": self.dag_id,
+                    "run_id": run_id,
+                    "task_id": self.task_id,
+                    "created": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+                }
+                if map_index >= 0:
+                    record["map_index"] = map_index
+                target.write_json("target.json", record)
+            elif explicit and facts.get("run_id") not in (None, run_id):
+                if not as_bool(self.allow_bulk_id_reuse, "allow_bulk_id_reuse"):
+                    raise BroadcastReuseError(
+                        f"The bulk id {bulk_id} was already used by the run {facts.get('run_id')} (DAG "
+                        f"{facts.get('dag_id')}, task {facts.get('task_id')}, created {facts.get('created')}); "
+                        f"this is the run {run_id}. Reusing it would skip every recipient that run sent "
+                        "and mix both broadcasts in Infobip's reports. Nothing was sent. Give a bulk_id "
+                        "unique to the run (e.g. with {{ run_id }}), leave bulk_id empty for a derived "
+                        "one, or set allow_bulk_id_reuse=True to continue the earlier broadcast."
+                    )
+                self.log.warning(
+                    "The bulk id %s was started by another run; continuing it (allow_bulk_id_reuse)", bulk_id
                 )
             rejects_uri = target.write_rejects(run_id, prepared.rejects)
             run = BroadcastRun(

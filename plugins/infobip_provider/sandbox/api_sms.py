@@ -55,7 +55,11 @@ async def send(request: Request) -> JSONResponse:
 
 
 def _selected(request: Request, now: float, horizon_key: str) -> list[dict[str, Any]]:
-    """Messages of the last 48 h matching ``bulkId`` and any of the ``messageId`` parameters."""
+    """Messages of the last 48 h matching ``bulkId`` and any of the ``messageId`` parameters.
+
+    A scheduled message is left out until its ``sendAt`` (its ``sentAt``): like Infobip, whose
+    logs may not show an accepted message before it leaves.
+    """
     bulk_id = request.query_params.get("bulkId")
     message_ids = set(request.query_params.getlist("messageId"))
     since = now - sms.RETENTION
@@ -63,6 +67,7 @@ def _selected(request: Request, now: float, horizon_key: str) -> list[dict[str, 
         m
         for m in core_of(request).store.messages
         if m[horizon_key] >= since
+        and m["sentAt"] <= now
         and (bulk_id is None or m.get("bulkId") == bulk_id)
         and (not message_ids or m["messageId"] in message_ids)
     ]
