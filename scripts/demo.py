@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -36,7 +37,7 @@ def airflow_env(sandbox) -> dict[str, str]:
         AIRFLOW__CORE__PLUGINS_FOLDER=str(ROOT / "plugins"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
         AIRFLOW__CORE__TEST_CONNECTION="Enabled",
-        AIRFLOW__LOGGING__LOGGING_LEVEL="WARNING",
+        AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
         AIRFLOW_CONN_INFOBIP_DEFAULT=sandbox.conn_json(
             cooldown_scale=0.01, cooldown_backend="file", state_uri=str(DEMO / "state")
         ),
@@ -53,8 +54,19 @@ def run(args: list[str], env: dict[str, str], quiet: bool = False) -> subprocess
         sys.stdout.write(result.stdout[-4000:] + result.stderr[-4000:])
         raise SystemExit(f"demo: {' '.join(args[:3])} failed with exit code {result.returncode}")
     if not quiet:
-        lines = [line for line in result.stdout.splitlines() if "Infobip" in line or "List " in line]
-        print("\n".join(lines[-8:]))
+        # The task's own story: the plan, the batches, the outcome (not Airflow's chatter).
+        story = (
+            "Plan for list",
+            "Created the Infobip list",
+            ": batch ",
+            "List '",
+            "Resuming",
+            "cohort prepared",
+        )
+        for line in (result.stdout + result.stderr).splitlines():
+            message = re.sub(r"^\S+Z \[\w+\s*\] ", "", line).split(" [", 1)[0].strip()
+            if any(s in message for s in story) and not message.startswith("20"):
+                print("  " + message)
     return result
 
 
