@@ -319,9 +319,10 @@ def report(
         "- A tag batch may only follow the answer to the upsert batch of its people, so the last tag answer "
         "comes one upsert and one tag round trip after the last upsert was sent (the tag trail row).",
         "- 429s: the gate leaves 18 ms of slack per slot at this interval (its margin plus the sandbox's 2 % "
-        "tolerance), but arrivals jitter by more here: the sandbox handles a 1000-person upsert on its one event "
-        "loop (80-180 ms), so a request arriving meanwhile is stamped late and the next, punctual one looks early, "
-        "and the 2-CPU machine was shared with other test suites (load average above). The hook absorbs each 429 "
+        "tolerance), but arrivals still jitter by more now and then: the sandbox stamps arrivals within a few ms "
+        "(its store work runs off the event loop), so what is left comes from the client and sandbox sharing 2 "
+        "CPUs (the gate, JSON encoding of 1000-person batches and the sandbox's upsert handling compete for "
+        "them; load average above). The hook absorbs each 429 "
         "(slot pushed back one interval, request repeated, no task retry), which costs about one interval of "
         "send wall each. Each lane keeps up to 4 batches in flight (the next upsert leaves at its slot while the "
         "previous answer is slow); with one batch in flight the upsert lane fell behind the pace instead.",
@@ -342,7 +343,8 @@ def _slower_section(args: argparse.Namespace, r: dict[str, Any] | None) -> list[
         f"{r['send_wall'] / r['bound']:.3f}**; gate bound {r['gate_bound']:.2f} s (ratio "
         f"{r['send_wall'] / r['gate_bound']:.3f}); upsert lane {r['upsert_wall']:.2f} s; tag trail "
         f"{r['tag_trail']:.2f} s; 429s: {_fmt_429(r['429s'])}. With a longer interval the gate's margin and the "
-        "arrival jitter weigh less, and the pipeline meets the goal.",
+        "arrival jitter weigh less; the goal (≤ 1.05) is "
+        + ("met." if r["send_wall"] / r["bound"] <= 1.05 else "**not** met in this run."),
         "",
     ]
 

@@ -2,6 +2,7 @@
 
 Lists are kept apart from People tags. Members are user ids, in practice emails: an id that is not
 a syntactically valid email is reported under ``errors.failed.VALIDATION_ERROR`` and not added.
+The list routes do their work on the store thread (``core.run``); the balance touches no store.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from infobip_provider.sandbox.people import is_email
 from infobip_provider.sandbox.shapes import bad_request, tag_not_found
-from infobip_provider.sandbox.web import core_of, json_body
+from infobip_provider.sandbox.web import core_of, parse_json
 
 MAX_IDS = 1000
 NAME_MAX = 256
@@ -29,8 +30,13 @@ async def balance(request: Request) -> JSONResponse:
 
 @router.post("/saas/amplitude/1/lists", tags=["lists"])
 async def create_list(request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _create_list(request, raw))
+
+
+def _create_list(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
-    body = await json_body(request, "legacy")
+    body = parse_json(raw, "legacy")
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name.strip():
         raise bad_request("legacy", {"name": ["property not found or blank"]})
@@ -40,8 +46,8 @@ async def create_list(request: Request) -> JSONResponse:
     return JSONResponse({"listId": record["listId"]})
 
 
-async def _user_ids(request: Request) -> list[Any]:
-    body = await json_body(request, "legacy")
+def _user_ids(raw: bytes) -> list[Any]:
+    body = parse_json(raw, "legacy")
     ids = body.get("userIds") if isinstance(body, dict) else None
     if not isinstance(ids, list):
         raise bad_request("legacy", {"userIds": ["property not found or not a list"]})
@@ -61,7 +67,12 @@ def _members(request: Request, list_id: str) -> set[str]:
 
 @router.post("/saas/amplitude/1/lists/{list_id}/add", tags=["lists"])
 async def add_to_list(list_id: str, request: Request) -> JSONResponse:
-    ids = await _user_ids(request)
+    raw = await request.body()
+    return await core_of(request).run(lambda: _add_to_list(request, list_id, raw))
+
+
+def _add_to_list(request: Request, list_id: str, raw: bytes) -> JSONResponse:
+    ids = _user_ids(raw)
     members = _members(request, list_id)
     created = modified = 0
     failed: list[str] = []
@@ -83,7 +94,12 @@ async def add_to_list(list_id: str, request: Request) -> JSONResponse:
 
 @router.post("/saas/amplitude/1/lists/{list_id}/remove", tags=["lists"])
 async def remove_from_list(list_id: str, request: Request) -> Response:
-    ids = await _user_ids(request)
+    raw = await request.body()
+    return await core_of(request).run(lambda: _remove_from_list(request, list_id, raw))
+
+
+def _remove_from_list(request: Request, list_id: str, raw: bytes) -> Response:
+    ids = _user_ids(raw)
     members = _members(request, list_id)
     for user_id in ids:
         if isinstance(user_id, str):

@@ -4,6 +4,9 @@ Sandbox choices where the contract is silent: creating a person whose email, pho
 already belongs to someone answers 409 ``CONFLICT``; creating an existing tag answers 409 too;
 tag names given on a person are created on the fly; tag add/remove ignore people that do not
 exist and answer ``{}``.
+
+Each route reads its raw body on the event loop and does the rest (decoding, store work, the JSON
+answer) on the store thread, through ``core.run``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from infobip_provider.sandbox import people as rules
 from infobip_provider.sandbox.people_filter import FilterError, compile_filter
 from infobip_provider.sandbox.shapes import ApiError, bad_request, legacy, v3
 from infobip_provider.sandbox.store import people_time
-from infobip_provider.sandbox.web import core_of, int_param, json_body
+from infobip_provider.sandbox.web import core_of, int_param, parse_json
 
 MAX_BATCH = 1000
 router = APIRouter()
@@ -48,6 +51,10 @@ def _lookup(request: Request) -> dict[str, Any]:
 
 @router.get("/people/2/persons", tags=["people"])
 async def get_people(request: Request) -> JSONResponse:
+    return await core_of(request).run(lambda: _get_people(request))
+
+
+def _get_people(request: Request) -> JSONResponse:
     if "identifier" in request.query_params:
         return JSONResponse(_lookup(request))
     store = core_of(request).store
@@ -96,8 +103,13 @@ def _ensure_tags(request: Request, fields: dict[str, Any]) -> None:
 
 @router.post("/people/2/persons", tags=["people"])
 async def create_person(request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _create_person(request, raw))
+
+
+def _create_person(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
-    fields, problems = rules.parse_person(await json_body(request, "legacy"))
+    fields, problems = rules.parse_person(parse_json(raw, "legacy"))
     if problems:
         raise bad_request("legacy", problems)
     if not rules.has_identifier(fields):
@@ -114,9 +126,14 @@ async def create_person(request: Request) -> JSONResponse:
 
 @router.patch("/people/2/persons", tags=["people"])
 async def update_person(request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _update_person(request, raw))
+
+
+def _update_person(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
     person = _lookup(request)
-    fields, problems = rules.parse_person(await json_body(request, "legacy"))
+    fields, problems = rules.parse_person(parse_json(raw, "legacy"))
     if problems:
         raise bad_request("legacy", problems)
     if core.store.owners(fields) - {person["id"]}:
@@ -135,8 +152,13 @@ def _upsert_error(index: int, code: int, message: str, details: dict[str, list[s
 
 @router.patch("/people/3/persons/upsert", tags=["people"])
 async def upsert_people(request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _upsert_people(request, raw))
+
+
+def _upsert_people(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
-    body = await json_body(request, "v3")
+    body = parse_json(raw, "v3")
     batch = body.get("persons") if isinstance(body, dict) else None
     if not isinstance(batch, list) or not 1 <= len(batch) <= MAX_BATCH:
         detail = [{"property": "persons", "message": f"size must be between 1 and {MAX_BATCH}"}]
@@ -181,6 +203,10 @@ async def upsert_people(request: Request) -> JSONResponse:
 
 @router.get("/people/2/tags/{name:path}", tags=["tags"])
 async def get_tag(name: str, request: Request) -> JSONResponse:
+    return await core_of(request).run(lambda: _get_tag(request, name))
+
+
+def _get_tag(request: Request, name: str) -> JSONResponse:
     tag = core_of(request).store.tags.get(name)
     if tag is None:
         raise _not_found("Tag")
@@ -189,8 +215,13 @@ async def get_tag(name: str, request: Request) -> JSONResponse:
 
 @router.post("/people/2/tags", tags=["tags"])
 async def create_tag(request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _create_tag(request, raw))
+
+
+def _create_tag(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
-    body = await json_body(request, "legacy")
+    body = parse_json(raw, "legacy")
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name.strip():
         raise bad_request("legacy", {"name": ["property not found or blank"]})
@@ -201,11 +232,11 @@ async def create_tag(request: Request) -> JSONResponse:
     return JSONResponse(core.store.ensure_tag(name, core.clock()))
 
 
-async def _tagged_people(request: Request, name: str) -> list[dict[str, Any]]:
+def _tagged_people(request: Request, name: str, raw: bytes) -> list[dict[str, Any]]:
     core = core_of(request)
     if name not in core.store.tags:
         raise _not_found("Tag")
-    body = await json_body(request, "legacy")
+    body = parse_json(raw, "legacy")
     people = body.get("people") if isinstance(body, dict) else None
     if not isinstance(people, list) or not 1 <= len(people) <= MAX_BATCH:
         raise bad_request("legacy", {"people": [f"size must be between 1 and {MAX_BATCH}"]})
@@ -228,9 +259,14 @@ async def _tagged_people(request: Request, name: str) -> list[dict[str, Any]]:
 
 @router.patch("/people/2/tags/{name:path}/persons", tags=["tags"])
 async def add_tag(name: str, request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _add_tag(request, name, raw))
+
+
+def _add_tag(request: Request, name: str, raw: bytes) -> JSONResponse:
     core = core_of(request)
     stamp = people_time(core.clock())
-    for person in await _tagged_people(request, name):
+    for person in _tagged_people(request, name, raw):
         if name not in person["tags"]:
             person["tags"].append(name)
             person["modifiedAt"] = stamp
@@ -239,9 +275,14 @@ async def add_tag(name: str, request: Request) -> JSONResponse:
 
 @router.delete("/people/2/tags/{name:path}/persons", tags=["tags"])
 async def remove_tag(name: str, request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _remove_tag(request, name, raw))
+
+
+def _remove_tag(request: Request, name: str, raw: bytes) -> JSONResponse:
     core = core_of(request)
     stamp = people_time(core.clock())
-    for person in await _tagged_people(request, name):
+    for person in _tagged_people(request, name, raw):
         if name in person["tags"]:
             person["tags"].remove(name)
             person["modifiedAt"] = stamp

@@ -1,4 +1,7 @@
-"""SMS: send (``/sms/3/messages``), logs, delivery reports (each handed out once) and preview."""
+"""SMS: send (``/sms/3/messages``), logs, delivery reports (each handed out once) and preview.
+
+Routes touching the store do that work on the store thread (``core.run``); preview touches none.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from fastapi.responses import JSONResponse
 from infobip_provider.sandbox import sms
 from infobip_provider.sandbox.segments import GSM7_BASIC, GSM7_EXTENSION, count_segments
 from infobip_provider.sandbox.shapes import ApiError, bad_request, sms3
-from infobip_provider.sandbox.web import core_of, int_param, json_body
+from infobip_provider.sandbox.web import core_of, int_param, json_body, parse_json
 
 router = APIRouter()
 
@@ -23,9 +26,14 @@ def _new_id() -> str:
 
 @router.post("/sms/3/messages", tags=["sms"])
 async def send(request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _send(request, raw))
+
+
+def _send(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
     now = core.clock()
-    req = sms.parse_send(await json_body(request, "sms3"), now)
+    req = sms.parse_send(parse_json(raw, "sms3"), now)
     if req.violations:
         raise ApiError(400, sms3(400, req.violations))
     bulk_id = req.bulk_id or _new_id()
@@ -75,6 +83,10 @@ def _selected(request: Request, now: float, horizon_key: str) -> list[dict[str, 
 
 @router.get("/sms/3/logs", tags=["sms"])
 async def logs(request: Request) -> JSONResponse:
+    return await core_of(request).run(lambda: _logs(request))
+
+
+def _logs(request: Request) -> JSONResponse:
     core = core_of(request)
     now = core.clock()
     limit = int_param(request, "limit", 50, 1, 1000, "sms3")
@@ -89,6 +101,10 @@ async def logs(request: Request) -> JSONResponse:
 
 @router.get("/sms/3/reports", tags=["sms"])
 async def reports(request: Request) -> JSONResponse:
+    return await core_of(request).run(lambda: _reports(request))
+
+
+def _reports(request: Request) -> JSONResponse:
     core = core_of(request)
     now = core.clock()
     limit = int_param(request, "limit", 50, 1, 1000, "sms3")

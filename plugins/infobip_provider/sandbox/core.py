@@ -2,6 +2,11 @@
 
 :class:`SandboxCore` bundles them with the store and the cooldown ledger; the app keeps one core
 in ``app.state.sandbox`` and every handler reaches it from there.
+
+Threads: the journal, counters, faults and ledger live on the event loop. Everything that reads or
+changes the store runs on the core's single store thread (:meth:`SandboxCore.run`), one job at a
+time, so the loop stays free to stamp arrivals while a 1000-person batch is handled, and the store
+needs no locks.
 """
 
 from __future__ import annotations
@@ -10,9 +15,11 @@ import asyncio
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from infobip_provider.sandbox.config import SandboxConfig
 from infobip_provider.sandbox.cooldowns import CooldownLedger
@@ -22,6 +29,7 @@ from infobip_provider.sandbox.store import SandboxStore, write_atomic
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 FAULT_KINDS = ("error_500", "error_429", "slow", "commit_then_500")
 
 
@@ -181,6 +189,7 @@ class SandboxCore:
         self.counters = Counters()
         self.faults = FaultQueue()
         self.dirty = False
+        self._executor: ThreadPoolExecutor | None = None
         if config.state_file:
             loaded = self.store.load_file(config.state_file)
             log.warning("Sandbox state %s", "loaded" if loaded else "starts empty (no state file yet)")
@@ -188,6 +197,20 @@ class SandboxCore:
     def mark_dirty(self) -> None:
         self.dirty = True
 
+    # ---- the store thread ------------------------------------------------------------------------
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run ``work`` (anything touching the store) on the store thread, after the jobs before it."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sandbox-store")
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def shutdown(self) -> None:
+        """Wait for the store thread's pending jobs and stop it (a later :meth:`run` starts a new one)."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
+
+    # ---- state -------------------------------------------------------------------------------------
     def dump(self) -> dict[str, Any]:
         """The state with every SMS's current status, as served by ``/_sandbox/state`` and saved to disk."""
         data = self.store.dump()
@@ -195,8 +218,12 @@ class SandboxCore:
         data["messages"] = [{**m, **sms_status_fields(m, now)} for m in data["messages"]]
         return data
 
-    def reset(self) -> None:
-        self.store.clear()
+    def serialised(self) -> str:
+        return json.dumps(self.dump(), ensure_ascii=False, separators=(",", ":"))
+
+    async def reset(self) -> None:
+        """Wipe the store (on the store thread), the cooldown windows, journal, counters and faults."""
+        await self.run(self.store.clear)
         self.ledger.reset()
         self.journal.clear()
         self.counters.clear()
@@ -204,32 +231,38 @@ class SandboxCore:
         self.mark_dirty()
 
     def save(self) -> str | None:
-        """Write the state file now (if configured); returns its path."""
+        """Write the state file now (if configured); returns its path. Only when no request is served."""
         if not self.config.state_file:
             return None
         self.dirty = False
-        write_atomic(Path(self.config.state_file), self._serialised())
+        write_atomic(Path(self.config.state_file), self.serialised())
+        return self.config.state_file
+
+    async def save_async(self) -> str | None:
+        """:meth:`save` while serving, as a store-thread job: writes land in the order they were asked."""
+        if not self.config.state_file:
+            return None
+        self.dirty = False
+        target = Path(self.config.state_file)
+        await self.run(lambda: write_atomic(target, self.serialised()))
         return self.config.state_file
 
     def save_if_dirty(self) -> None:
         if self.dirty:
             self.save()
 
-    def _serialised(self) -> str:
-        return json.dumps(self.dump(), ensure_ascii=False, separators=(",", ":"))
-
     async def autosave(self) -> None:
-        """Save a changed state every ``save_interval`` seconds (serialised on the loop, written in a thread)."""
+        """Save a changed state every ``save_interval`` seconds, as a store-thread job."""
         assert self.config.state_file
-        target = Path(self.config.state_file)
         while True:
             await asyncio.sleep(self.config.save_interval)
             if not self.dirty:
                 continue
-            self.dirty = False
-            text = self._serialised()
             try:
-                await asyncio.to_thread(write_atomic, target, text)
+                await self.save_async()
             except OSError as exc:  # keep serving; the next change retries
                 self.dirty = True
                 log.warning("Sandbox could not save its state: %s", exc)
+            except asyncio.CancelledError:  # shutting down: the job may not have run, the final save will
+                self.dirty = True
+                raise

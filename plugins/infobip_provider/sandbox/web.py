@@ -1,4 +1,9 @@
-"""Small helpers shared by the route modules: reach the core, read a JSON body, parse query numbers."""
+"""Small helpers shared by the route modules: reach the core, read a JSON body, parse query numbers.
+
+Route handlers read the raw body on the event loop (``raw = await request.body()``) and hand the
+rest to the store thread: ``return await core_of(request).run(lambda: _work(request, raw))``, where
+``_work`` decodes it with :func:`parse_json`, touches the store and builds the response.
+"""
 
 from __future__ import annotations
 
@@ -18,7 +23,11 @@ def core_of(request: Request) -> SandboxCore:
 
 async def json_body(request: Request, shape: Shape, *, required: bool = True) -> Any:
     """The decoded JSON body; a 400 in ``shape`` when it is missing or not JSON."""
-    raw = await request.body()
+    return parse_json(await request.body(), shape, required=required)
+
+
+def parse_json(raw: bytes, shape: Shape, *, required: bool = True) -> Any:
+    """``raw`` decoded as JSON; a 400 in ``shape`` when it is empty or not JSON."""
     if not raw.strip():
         if required:
             raise bad_request(shape, {"body": ["request body is required"]})
