@@ -23,7 +23,6 @@ that a resumed run knows, from the journal alone, which payload Infobip acknowle
 
 from __future__ import annotations
 
-import ast
 import hashlib
 import json
 import math
@@ -148,22 +147,19 @@ def parse_field_map(
 
 def _field_map_text(text: str) -> Any:
     """The object a field map's text stands for: JSON, else a Python literal (``str()`` of a dict)."""
+    from infobip_provider.operators.common import read_literal
+
     text = text.strip()
     if not text:
         return {}
     try:
-        return json.loads(text)
+        return read_literal(text)
     except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise FieldMapError(
             f"field_map must be an object {{column: Infobip field}} (JSON or a Python dict), got {text[:200]!r}"
         ) from None
 
 
-# ------------------------------------------------------------------------------------------- values
 def _text(value: Any) -> str | None:
     """The trimmed text of a cell; ``None`` for a missing or empty one (NaN, None, "")."""
     if value is None or type(value).__name__ in ("NAType", "NaTType"):

@@ -22,10 +22,8 @@ Nothing here touches the network, the clock (it is passed in) or pandas.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import hashlib
-import json
 import re
 import unicodedata
 from collections import Counter
@@ -338,13 +336,11 @@ def parse_literal(value: Any, name: str) -> Any:
         return None
     if text[0] not in "[{(":
         return value
+    from infobip_provider.operators.common import read_literal
+
     try:
-        return json.loads(text)
+        return read_literal(text)
     except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         raise SmsConfigError(
             f"{name} is text that looks like a list or an object but is neither JSON nor a Python literal: "
             f"{text[:80]!r}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 from typing import Any
 
@@ -75,3 +77,20 @@ def cohort_source_for(operator: Any, context: Any) -> Any:
     if operator.cohort_path and str(operator.cohort_path).strip():
         return cohort_source(path=str(operator.cohort_path).strip())
     raise AirflowFailException("Give the cohort as cohort_path (a file) or cohort_sql (a query)")
+
+
+def read_literal(text: str) -> Any:
+    """What a list or object rendered as text stands for: JSON, else a Python literal (``str()`` of it).
+
+    Airflow renders templated fields to text unless the DAG sets ``render_template_as_native_obj``.
+
+    :raises ValueError: the text is neither.
+    """
+    try:
+        return json.loads(text)
+    except ValueError:
+        pass
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise ValueError(f"neither JSON nor a Python literal: {text[:200]!r}") from None
