@@ -183,21 +183,10 @@ class InfobipHook(BaseHook):
             raise InfobipConfigError(
                 f"The connection {self.infobip_conn_id!r} has no API key: put it in the password field"
             )
-        try:
-            from airflow.sdk.log import mask_secret
-
-            mask_secret(api_key)
-        except ImportError:  # pragma: no cover - older task SDKs
-            pass
+        _mask(api_key)
         extras = conn.extra_dejson or {}
         redis_url = extras.get("cooldown_redis_url") or None
-        if redis_url and urlsplit(redis_url).password:
-            try:
-                from airflow.sdk.log import mask_secret
-
-                mask_secret(urlsplit(redis_url).password)
-            except ImportError:  # pragma: no cover
-                pass
+        _mask(urlsplit(redis_url).password if redis_url else None)
         backend = str(extras.get("cooldown_backend") or "auto").lower()
         if backend not in COOLDOWN_BACKENDS:
             raise InfobipConfigError(
@@ -629,6 +618,14 @@ class InfobipHook(BaseHook):
             idempotent=True,
             json_body={"text": text, "transliteration": transliteration},
         )
+
+
+def _mask(secret: str | None) -> None:
+    """Have Airflow's log masker hide ``secret`` in every log line of this process."""
+    if secret:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(secret)
 
 
 def _seg(value: str) -> str:

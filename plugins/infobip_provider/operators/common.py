@@ -10,18 +10,24 @@ from typing import Any
 from airflow.sdk.exceptions import AirflowFailException
 
 
-def validate_sync_args(batch_size: Any, max_removal_ratio: Any) -> tuple[int, float]:
-    """Check the knobs every sync operator shares; return them as numbers."""
+def validate_batch_size(batch_size: Any) -> int:
+    """Items per request: a whole number from 1 to 1000 (Infobip's limit on every batch endpoint)."""
     try:
         size = int(batch_size)
-        ratio = float(max_removal_ratio)
     except (TypeError, ValueError):
-        raise AirflowFailException(
-            f"batch_size must be a whole number and max_removal_ratio a number, got {batch_size!r}, "
-            f"{max_removal_ratio!r}"
-        ) from None
+        raise AirflowFailException(f"batch_size must be a whole number, got {batch_size!r}") from None
     if not 1 <= size <= 1000:
         raise AirflowFailException(f"batch_size must be between 1 and 1000 (Infobip's limit), got {size}")
+    return size
+
+
+def validate_sync_args(batch_size: Any, max_removal_ratio: Any) -> tuple[int, float]:
+    """Check the knobs every sync operator shares; return them as numbers."""
+    size = validate_batch_size(batch_size)
+    try:
+        ratio = float(max_removal_ratio)
+    except (TypeError, ValueError):
+        raise AirflowFailException(f"max_removal_ratio must be a number, got {max_removal_ratio!r}") from None
     if ratio < 0:
         raise AirflowFailException(f"max_removal_ratio must be 0 or more, got {ratio}")
     return size, ratio

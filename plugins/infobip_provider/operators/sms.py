@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from infobip_provider.operators.common import as_bool, cohort_source_for
+from infobip_provider.operators.common import as_bool, cohort_source_for, validate_batch_size
 
 if TYPE_CHECKING:
     import logging
@@ -581,10 +581,7 @@ class SmsBroadcastOperator(BaseOperator):
 
         max_segments = number(self.max_segments, "max_segments", int, 1)
         price = number(self.price_per_segment, "price_per_segment", float, 0)
-        batch_size = number(self.batch_size, "batch_size", int, 1)
-        if batch_size is None or batch_size > 1000:
-            raise AirflowFailException(f"batch_size must be between 1 and 1000, got {self.batch_size!r}")
-        return max_segments, price, batch_size
+        return max_segments, price, validate_batch_size(self.batch_size)
 
     def _test_numbers(self) -> list[str]:
         from infobip_provider.cohorts import normalize_phone

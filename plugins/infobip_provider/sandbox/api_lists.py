@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from infobip_provider.sandbox.people import is_email
 from infobip_provider.sandbox.shapes import bad_request, tag_not_found
-from infobip_provider.sandbox.web import core_of, parse_json
+from infobip_provider.sandbox.web import core_of, parse_json, required_name
 
 MAX_IDS = 1000
 NAME_MAX = 256
@@ -37,11 +37,7 @@ async def create_list(request: Request) -> JSONResponse:
 def _create_list(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
     body = parse_json(raw, "legacy")
-    name = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        raise bad_request("legacy", {"name": ["property not found or blank"]})
-    if len(name) > NAME_MAX:
-        raise bad_request("legacy", {"name": [f"size must be between 1 and {NAME_MAX}"]})
+    name = required_name(body, NAME_MAX)
     record = core.store.create_list(name, core.clock())
     return JSONResponse({"listId": record["listId"]})
 

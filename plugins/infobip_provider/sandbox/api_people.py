@@ -22,7 +22,7 @@ from infobip_provider.sandbox import people as rules
 from infobip_provider.sandbox.people_filter import FilterError, compile_filter
 from infobip_provider.sandbox.shapes import ApiError, bad_request, legacy, v3
 from infobip_provider.sandbox.store import people_time
-from infobip_provider.sandbox.web import core_of, int_param, parse_json
+from infobip_provider.sandbox.web import core_of, int_param, parse_json, required_name
 
 MAX_BATCH = 1000
 router = APIRouter()
@@ -222,11 +222,7 @@ async def create_tag(request: Request) -> JSONResponse:
 def _create_tag(request: Request, raw: bytes) -> JSONResponse:
     core = core_of(request)
     body = parse_json(raw, "legacy")
-    name = body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str) or not name.strip():
-        raise bad_request("legacy", {"name": ["property not found or blank"]})
-    if len(name) > rules.TAG_MAX:
-        raise bad_request("legacy", {"name": [f"size must be between 1 and {rules.TAG_MAX}"]})
+    name = required_name(body, rules.TAG_MAX)
     if name in core.store.tags:
         raise _conflict(f"Tag {name!r} already exists")
     return JSONResponse(core.store.ensure_tag(name, core.clock()))

@@ -51,3 +51,13 @@ def int_param(request: Request, name: str, default: int, low: int, high: int | N
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise bad_request(shape, {name: [f"must be {bound}"]})
     return value
+
+
+def required_name(body: Any, limit: int) -> str:
+    """The ``name`` of a list or tag create body, checked as Infobip does (legacy 400 otherwise)."""
+    name = body.get("name") if isinstance(body, dict) else None
+    if not isinstance(name, str) or not name.strip():
+        raise bad_request("legacy", {"name": ["property not found or blank"]})
+    if len(name) > limit:
+        raise bad_request("legacy", {"name": [f"size must be between 1 and {limit}"]})
+    return name
