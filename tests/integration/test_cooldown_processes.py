@@ -26,6 +26,7 @@ import requests
 
 from infobip_provider.cooldown import POLICIES, safety_margin
 from infobip_provider.hooks.infobip import InfobipHook  # imported once, before the workers fork
+from infobip_provider.sandbox.testing import SandboxProcess
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -124,8 +125,7 @@ def _conn(sandbox: Any, **extras: Any) -> str:
 
 @pytest.fixture
 def sandbox() -> Any:
-    testing = pytest.importorskip("infobip_provider.sandbox.testing")
-    with testing.SandboxProcess(api_key=f"it-{uuid.uuid4().hex}", cooldown_scale=SCALE) as sb:
+    with SandboxProcess(api_key=f"it-{uuid.uuid4().hex}", cooldown_scale=SCALE) as sb:
         yield sb
 
 
