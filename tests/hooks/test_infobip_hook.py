@@ -152,6 +152,22 @@ def test_list_add_and_remove_bodies(hook, requests_mock):
     assert hook.list_remove(7, ["a@x.com"]) == {}
 
 
+def test_bodies_are_compact_utf8_json_encoded_before_the_slot(hook, requests_mock):
+    requests_mock.post(f"{BASE}/saas/amplitude/1/lists", json={"listId": 1})
+    hook.create_list("Čakovec VIP")
+    sent = requests_mock.last_request
+    assert sent.headers["Content-Type"] == "application/json"
+    assert sent.body == '{"name":"Čakovec VIP"}'.encode()
+
+
+def test_a_body_json_cannot_carry_fails_clearly_before_any_request(hook, requests_mock):
+    adapter = requests_mock.patch(f"{BASE}/people/3/persons/upsert", json={})
+    with pytest.raises(InfobipConfigError, match="cannot be sent as JSON"):
+        hook.upsert_people([{"customAttributes": {"lifetimeValue": float("nan")}}])
+    assert adapter.call_count == 0
+    assert hook.calls == {}  # no slot spent either
+
+
 def test_batches_over_1000_are_refused_before_sending(hook, requests_mock):
     adapter = requests_mock.post(f"{BASE}/saas/amplitude/1/lists/7/add", json={})
     with pytest.raises(InfobipConfigError, match="1 to 1000"):

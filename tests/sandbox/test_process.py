@@ -204,3 +204,38 @@ def test_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     )
     assert config.api_keys == ["env-key-1", "env-key-2"]
     assert (config.undeliverable_prefixes, config.delivery_delay) == (("385",), 2.0)
+
+
+def test_the_sandbox_process_freezes_its_heap_after_store_jobs_and_an_in_process_app_does_not() -> None:
+    """The command's sandbox owns its process: what its store keeps leaves the collector's full passes.
+    A sandbox built in-process (tests, embedding) never touches its host's collector."""
+    script = """
+import asyncio, gc
+from infobip_provider.sandbox.__main__ import build_parser, config_from_args
+from infobip_provider.sandbox.config import SandboxConfig
+from infobip_provider.sandbox.core import SandboxCore
+
+def frozen_after_a_job(config):
+    gc.unfreeze()
+    core = SandboxCore(config)
+    kept = asyncio.run(core.run(lambda: [{"person": i} for i in range(1000)]))
+    core.shutdown()
+    return len(kept), gc.get_freeze_count()
+
+print(*frozen_after_a_job(config_from_args(build_parser().parse_args(["--api-key", "k"]))))
+print(*frozen_after_a_job(SandboxConfig(api_keys=["k"])))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PACKAGE_PARENT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    (kept, frozen), (kept_in_process, frozen_in_process) = (
+        map(int, line.split()) for line in done.stdout.split("\n")[:2]
+    )
+    assert kept == kept_in_process == 1000
+    assert frozen >= 1000  # the job's result and everything else alive moved to the permanent generation
+    assert frozen_in_process == 0

@@ -296,6 +296,9 @@ class InfobipHook(BaseHook):
         interval = self.interval(endpoint)
         bucket = self.bucket(endpoint)
         session = self.session  # built before the first reservation, so the slot is not spent on set-up
+        # Encoded once, before the first reservation: a 1000-person body takes milliseconds to encode,
+        # which would otherwise sit between the slot and the arrival (and vary with the host's load).
+        body, headers = _encoded(json_body, what)
         failures = 0
         rate_limited = 0
         while True:
@@ -303,7 +306,7 @@ class InfobipHook(BaseHook):
             self._count(endpoint, waited, call=True)
             try:
                 response = session.request(
-                    method, url, params=params, json=json_body, timeout=self._settings["timeout"]
+                    method, url, params=params, data=body, headers=headers, timeout=self._settings["timeout"]
                 )
             except requests.RequestException as exc:
                 error: InfobipError = _transport_error(exc, what)
@@ -635,6 +638,21 @@ def _seg(value: str) -> str:
 def _check_batch(items: Sequence[Any], what: str) -> None:
     if not 1 <= len(items) <= 1000:
         raise InfobipConfigError(f"Infobip {what} takes 1 to 1000 items per request, got {len(items)}")
+
+
+_JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def _encoded(json_body: Any, what: str) -> tuple[bytes | None, dict[str, str] | None]:
+    """The request body as compact UTF-8 JSON bytes, with its content type (``None`` for no body)."""
+    if json_body is None:
+        return None, None
+    try:
+        text = json.dumps(json_body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        # A NaN or an object JSON cannot carry: a bug upstream, never worth a request.
+        raise InfobipConfigError(f"Infobip {what}: the request body cannot be sent as JSON ({exc})") from exc
+    return text.encode("utf-8"), _JSON_HEADERS
 
 
 def _decode(response: requests.Response) -> Any:

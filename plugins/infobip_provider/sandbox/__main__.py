@@ -60,6 +60,7 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
         undeliverable_prefixes=tuple(args.undeliverable_prefixes or ("999",)),
         delivery_delay=args.delivery_delay,
         balance=args.balance,
+        freeze_heap=True,  # this process is the sandbox's own
     )
 
 

@@ -26,6 +26,10 @@ class SandboxConfig:
     :param journal_size: how many requests the journal keeps (oldest dropped first).
     :param journal_bodies: how many of the newest journal entries keep their request body.
     :param slow_default_delay: seconds a ``slow`` fault waits when the fault gives no ``delay``.
+    :param freeze_heap: after each store job, move every live object to the cyclic collector's
+        permanent generation (``gc.freeze``), so that a full collection over a large store never holds
+        up an arrival stamp. For a sandbox that owns its process (the ``infobip-sandbox`` command); an
+        in-process test app leaves the host's collector alone.
     """
 
     api_keys: list[str]
@@ -40,6 +44,7 @@ class SandboxConfig:
     journal_size: int = 50_000
     journal_bodies: int = 2_000
     slow_default_delay: float = 5.0
+    freeze_heap: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.api_keys, str):
