@@ -8,7 +8,7 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ from infobip_provider import cooldown
 from infobip_provider.cooldown import (
     POLICIES,
     ClockOffset,
+    CooldownGate,
     FileGate,
     MemoryGate,
     RedisGate,
@@ -26,6 +27,7 @@ from infobip_provider.cooldown import (
     SlotBook,
     fingerprint,
     make_gate,
+    min_gap,
     next_slot,
     pushed_back,
     safety_margin,
@@ -316,8 +318,9 @@ def test_file_gate_arithmetic_through_the_file(tmp_path: Path) -> None:
     assert clock.sleeps == pytest.approx([2 * step(10.0)], abs=1e-6)
     other.push_back("k:lists.remove", 42.0)
     assert gate.take("k:lists.remove", 5.0).wait == pytest.approx(42.0, abs=1e-6)
-    written = Path(gate.path("k:lists.add")).read_text()
-    assert float(written) == pytest.approx(clock.now + step(10.0), abs=1e-6)
+    next_free, clear_at = map(float, Path(gate.path("k:lists.add")).read_text().split())
+    assert next_free == pytest.approx(clock.now + step(10.0), abs=1e-6)
+    assert clear_at == pytest.approx(clock.now + min_gap(10.0), abs=1e-6)  # the confirmed send, recorded
 
 
 def test_file_gate_recovers_from_a_corrupt_state_file(tmp_path: Path) -> None:
@@ -466,12 +469,17 @@ def test_redis_gate_idle_bucket_expires(redis_gate: RedisGate) -> None:
 @pytest.mark.redis
 def test_redis_gate_reserve_sleeps_until_the_slot(redis_url: str) -> None:
     slept: list[float] = []
-    gate = RedisGate(redis_url, sleep=slept.append)
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        time.sleep(seconds)
+
+    gate = RedisGate(redis_url, sleep=sleep)
     bucket = _bucket("lists.create")
-    assert gate.reserve(bucket, 2.0) == 0
-    assert gate.reserve(bucket, 2.0) == pytest.approx(step(2.0), abs=0.05)
-    assert slept == [pytest.approx(step(2.0), abs=0.05)]
-    gate._client.delete(gate.key(bucket))
+    assert gate.reserve(bucket, 0.5) == 0
+    assert gate.reserve(bucket, 0.5) == pytest.approx(step(0.5), abs=0.05)
+    assert slept == [pytest.approx(step(0.5), abs=0.05)]  # one sleep: on its slot, the confirmation passes
+    gate._client.delete(gate.key(bucket), gate.key(bucket) + ":clear")
 
 
 def _redis_worker(url: str, bucket: str, interval: float, n: int, start, out) -> None:
@@ -608,29 +616,98 @@ class _LateSleeper:
         self.clock[0] += seconds + extra
 
 
-def test_a_caller_that_wakes_too_late_takes_a_later_slot() -> None:
+def test_a_late_caller_keeps_its_slot_and_passes_on_its_lateness_never_more() -> None:
     now = [100.0]
     sleeper = _LateSleeper(now, late=0.5, times=1)
     gate = MemoryGate(clock=lambda: now[0], sleep=sleeper)
     gate.reserve("fp:lists.add", 1.0)  # first slot: now, no sleep
     before = now[0]
-    gate.reserve("fp:lists.add", 1.0)  # sleeps to its slot, oversleeps 0.5 s, gives it up
-    assert len(sleeper.calls) == 2  # slept for the first slot, then again for a later one
-    step = 1.0 + safety_margin(1.0)
-    assert now[0] == pytest.approx(before + 2 * step)  # arrives on the later slot, not 0.5 s late
-    # the slot it gave up stays free: nobody is crowded, the next caller waits a full step
-    gate.reserve("fp:lists.add", 1.0)
-    assert now[0] == pytest.approx(before + 3 * step)
+    gate.reserve("fp:lists.add", 1.0)  # sleeps to its slot, oversleeps 0.5 s, sends then: no slot given up
+    late_send = now[0]
+    assert late_send == pytest.approx(before + step(1.0) + 0.5)
+    assert len(sleeper.calls) == 1
+    gate.reserve("fp:lists.add", 1.0)  # wakes at its slot, then waits for the gap after the late send
+    assert now[0] == pytest.approx(late_send + min_gap(1.0))
+    assert sleeper.calls[1:] == pytest.approx([step(1.0) - 0.5, 0.5 + min_gap(1.0) - step(1.0)])
+    third = now[0]
+    gate.reserve(
+        "fp:lists.add", 1.0
+    )  # the schedule catches up by half a margin per call, never slips further
+    assert now[0] == pytest.approx(third + min_gap(1.0))
+    assert now[0] - (before + 3 * step(1.0)) == pytest.approx(0.5 - 2 * (step(1.0) - min_gap(1.0)))
 
 
-def test_a_slightly_late_caller_keeps_its_slot_and_a_retake_on_a_free_bucket_costs_nothing() -> None:
+def test_a_caller_woken_after_the_next_slot_has_sent_waits_for_the_gap() -> None:
+    clock = FakeClock()
+    gate = MemoryGate(clock=clock, sleep=clock.sleep)
+    first = gate.take("b", 1.0)
+    assert gate.confirm("b", 1.0) == 0
+    overslept, on_time = gate.take("b", 1.0), gate.take("b", 1.0)
+    clock.now = on_time.slot  # the later slot's caller wakes first and sends
+    assert gate.confirm("b", 1.0) == 0
+    clock.now += 0.3  # the earlier slot's caller wakes only now
+    wait = gate.confirm("b", 1.0)
+    assert wait == pytest.approx(min_gap(1.0) - 0.3)  # not sent 0.3 s after the other: waits the rest
+    clock.now += wait
+    assert gate.confirm("b", 1.0) == 0
+    assert first.slot < overslept.slot < on_time.slot
+
+
+def test_a_slightly_late_caller_costs_the_next_one_nothing() -> None:
     now = [0.0]
-    gate = MemoryGate(clock=lambda: now[0], sleep=_LateSleeper(now, late=safety_margin(1.0) / 4, times=99))
+    sleeper = _LateSleeper(now, late=safety_margin(1.0) / 4, times=1)
+    gate = MemoryGate(clock=lambda: now[0], sleep=sleeper)
     gate.reserve("b", 1.0)
     gate.reserve("b", 1.0)
-    assert now[0] == pytest.approx(1.0 + safety_margin(1.0) + safety_margin(1.0) / 4)
-    always_late = _LateSleeper(now, late=5.0, times=99)
-    stubborn = MemoryGate(clock=lambda: now[0], sleep=always_late)
-    stubborn.reserve("c", 1.0)
-    stubborn.reserve("c", 1.0)  # oversleeps 5 s; the next slot is already free, so no second sleep
-    assert len(always_late.calls) == 1
+    assert now[0] == pytest.approx(step(1.0) + safety_margin(1.0) / 4)
+    gate.reserve("b", 1.0)  # on its slot: within half the margin of a late send, no second sleep
+    assert now[0] == pytest.approx(2 * step(1.0))
+    assert len(sleeper.calls) == 2
+
+
+def test_a_push_back_holds_callers_that_already_have_a_slot() -> None:
+    clock = FakeClock()
+    gate = MemoryGate(clock=clock, sleep=clock.sleep)
+    gate.reserve("b", 1.0)
+    held = gate.take("b", 1.0)  # a caller sleeping until its slot ...
+    gate.push_back("b", 5.0)  # ... when someone else's request is answered 429
+    clock.now = held.slot
+    assert gate.confirm("b", 1.0) == pytest.approx(5.0 - step(1.0))  # it waits for the push-back too
+
+
+def _confirm_contract(gate: CooldownGate, bucket: str, sleep: Callable[[float], None]) -> None:
+    """Confirmations of one bucket, on any backend: at least ``min_gap`` apart, and after a push-back."""
+    interval = 0.05
+    assert gate.confirm(bucket, interval) == 0
+    wait = gate.confirm(bucket, interval)
+    assert 0 < wait <= min_gap(interval) + 1e-9
+    sleep(wait)
+    assert gate.confirm(bucket, interval) == 0
+    gate.push_back(bucket, 0.2)
+    wait = gate.confirm(bucket, interval)
+    assert wait == pytest.approx(0.2, abs=0.02)
+    sleep(wait)
+    assert gate.confirm(bucket, interval) == 0
+
+
+def test_memory_gate_confirm() -> None:
+    clock = FakeClock()
+    _confirm_contract(MemoryGate(clock=clock, sleep=clock.sleep), "b", clock.sleep)
+
+
+def test_file_gate_confirm(tmp_path: Path) -> None:
+    clock = FakeClock()
+    _confirm_contract(FileGate(tmp_path, clock=clock, sleep=clock.sleep), "b", clock.sleep)
+
+
+def test_file_gate_reads_a_state_file_of_an_earlier_version(tmp_path: Path) -> None:
+    clock = FakeClock()
+    gate = FileGate(tmp_path, clock=clock, sleep=clock.sleep)
+    Path(gate.path("b")).write_text(f"{clock.now + 3:.6f}".rjust(31) + "\n")  # next_free only
+    assert gate.take("b", 1.0).wait == pytest.approx(3.0)
+    assert gate.confirm("b", 1.0) == 0
+
+
+@pytest.mark.redis
+def test_redis_gate_confirm(redis_gate: RedisGate) -> None:
+    _confirm_contract(redis_gate, _bucket(), time.sleep)

@@ -4,8 +4,12 @@ Every Infobip endpoint has a cooldown (``POLICIES``). Before each request the ho
 :class:`CooldownGate` for a **reservation** on a bucket (``"<key or account fingerprint>:<endpoint>"``):
 the gate atomically takes the bucket's next free slot, moves the next free slot one interval
 (plus :func:`safety_margin`) later, and the caller sleeps once until its slot. Slots are first come,
-first served and nobody polls. The arithmetic is the pure :func:`next_slot`; the backends only
-differ in where ``next_free`` lives and what makes the read-modify-write atomic:
+first served and nobody polls. Waking up, the caller **confirms** its send: the gate checks that the
+bucket's last confirmed send is at least one interval (plus half the margin) back and records this
+one; a caller that woke late, after the holder of the next slot has gone, waits just the
+difference. Slots keep the line moving; confirmations make late wake-ups harmless. The arithmetic
+is the pure :func:`next_slot` and :func:`cleared`; the backends only differ in where ``next_free``
+and ``clear_at`` live and what makes the read-modify-write atomic:
 
 - :class:`MemoryGate`: a dict under a thread lock (threads of one process);
 - :class:`FileGate`: one small file per bucket under ``<state_dir>/cooldown/``, guarded by
@@ -88,15 +92,20 @@ def fingerprint(secret: str) -> str:
 
 
 def safety_margin(interval: float) -> float:
-    """Extra spacing added to every slot so jitter cannot make two arrivals too close.
+    """Extra spacing added to every slot, so jitter cannot make two arrivals too close.
 
-    2 % of the interval plus 10 ms, at most 0.25 s. What breaks a cooldown is one caller arriving
-    later after its slot than the next caller does after its own; the 10 ms cover what a busy host
-    adds between a slot and the arrival (wake-up, scheduling, building the request: spreads of
-    10-20 ms measured on a loaded 2-CPU machine, see benchmarks/results/cooldown.md); the 2 %
-    cover network jitter at production intervals (0.21 s on the 10 s list-add cooldown).
+    2 % of the interval plus 2 ms, at most 0.25 s. Slots are spaced by interval + margin and
+    confirmed sends by at least interval + margin / 2 (:func:`cleared`): the first half lets callers
+    that wake on time pass their confirmation without waiting, the second covers what happens after
+    it (sending ready bytes, the network): spreads of about 1 ms on loopback, see
+    benchmarks/results/people.md. At the 10 s list-add cooldown the margin is 0.2 s.
     """
-    return 0.0 if interval <= 0 else min(0.02 * interval + 0.010, 0.25)
+    return 0.0 if interval <= 0 else min(0.02 * interval + 0.002, 0.25)
+
+
+def min_gap(interval: float) -> float:
+    """The least time between two confirmed sends of a bucket: interval + half the margin."""
+    return max(interval, 0.0) + safety_margin(interval) / 2
 
 
 # ---------------------------------------------------------------------------------- arithmetic
@@ -130,8 +139,21 @@ def next_slot(next_free: float | None, now: float, interval: float) -> tuple[flo
     return slot, slot + step
 
 
+def cleared(clear_at: float | None, now: float, interval: float) -> tuple[float, float]:
+    """The confirmation step: ``(wait, new_clear_at)`` for a caller about to send.
+
+    ``clear_at`` is the earliest time the bucket's next send may leave (one :func:`min_gap` after
+    the last confirmed send, or later after a 429). Before it, the caller must wait ``clear_at -
+    now`` and nothing changes; from it on, the send is confirmed (wait 0) and ``clear_at`` moves to
+    ``now + min_gap``.
+    """
+    if clear_at is not None and now < clear_at:
+        return clear_at - now, clear_at
+    return 0.0, now + min_gap(interval)
+
+
 def pushed_back(next_free: float | None, now: float, delay: float) -> float:
-    """The 429 step: the bucket's next free slot becomes at least ``now + delay`` (never earlier)."""
+    """The 429 step: the bucket's next free slot (and its ``clear_at``) becomes at least ``now + delay``."""
     target = now + max(delay, 0.0)
     return target if next_free is None else max(next_free, target)
 
@@ -145,14 +167,21 @@ class SlotBook:
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self._clock = clock
         self.next_free: dict[str, float] = {}
+        self.clear_at: dict[str, float] = {}
 
     def take(self, bucket: str, interval: float) -> Reservation:
         now = self._clock()
         slot, self.next_free[bucket] = next_slot(self.next_free.get(bucket), now, interval)
         return Reservation(slot, now)
 
+    def confirm(self, bucket: str, interval: float) -> float:
+        wait, self.clear_at[bucket] = cleared(self.clear_at.get(bucket), self._clock(), interval)
+        return wait
+
     def push_back(self, bucket: str, delay: float) -> float:
-        self.next_free[bucket] = pushed_back(self.next_free.get(bucket), self._clock(), delay)
+        now = self._clock()
+        self.next_free[bucket] = pushed_back(self.next_free.get(bucket), now, delay)
+        self.clear_at[bucket] = pushed_back(self.clear_at.get(bucket), now, delay)
         return self.next_free[bucket]
 
 
@@ -160,8 +189,8 @@ class SlotBook:
 class CooldownGate(ABC):
     """Hands out reservations: each caller gets the next free slot of a bucket and sleeps until it.
 
-    Backends implement :meth:`take` (atomic, never sleeps) and :meth:`push_back`; :meth:`reserve`
-    is ``take`` followed by one sleep.
+    Backends implement :meth:`take` and :meth:`confirm` (atomic, never sleep) and :meth:`push_back`;
+    :meth:`reserve` is ``take``, one sleep, and ``confirm`` (which rarely asks for a second, short one).
     """
 
     #: the name :func:`make_gate` knows the backend by
@@ -173,39 +202,41 @@ class CooldownGate(ABC):
         self._clock = clock
         self._sleep = sleep
 
-    #: how often a caller that woke too late gives its slot up for a later one
-    late_retakes = 3
-
     @abstractmethod
     def take(self, bucket: str, interval: float) -> Reservation:
         """Atomically take the next free slot of ``bucket`` and move it ``interval`` + margin later."""
 
-    def reserve(self, bucket: str, interval: float) -> float:
-        """Take the next free slot of ``bucket`` (spaced ``interval`` + margin), sleep until it.
+    @abstractmethod
+    def confirm(self, bucket: str, interval: float) -> float:
+        """Atomically: 0 when a send may leave now (and record it), else the seconds to wait first."""
 
-        A caller that wakes up later after its slot than the margin allows (a descheduled process on
-        a busy host) would arrive too close to the caller of the next slot; it gives its slot up and
-        takes a later one instead, at most :attr:`late_retakes` times.
+    def reserve(self, bucket: str, interval: float) -> float:
+        """Take the next free slot of ``bucket`` (spaced ``interval`` + margin), sleep until it, confirm.
+
+        A caller woken late (a descheduled process on a busy host, a thread waiting for the GIL) may
+        find that the caller of the next slot has sent already; the confirmation then makes it wait
+        until a :func:`min_gap` after that send. Its lateness is passed on to the callers after it,
+        never more: no slot is given up, and no two sends of a bucket leave closer than the gap.
+        An unpaced bucket (``interval <= 0``) needs no confirmation.
 
         :return: seconds slept.
         """
         slept = 0.0
-        for retake in range(self.late_retakes + 1):
-            reservation = self.take(bucket, interval)
-            wait = self.remaining(reservation)
-            if wait > 0:
-                log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
-                self._sleep(wait)
-                slept += wait
-            late = -self.remaining(reservation)
-            if interval <= 0 or late <= safety_margin(interval) / 2 or retake == self.late_retakes:
-                return slept
-            log.info(
-                "Cooldown %s: woke %.3fs after the reserved slot; taking a later one so the next call "
-                "keeps its distance",
+        wait = self.remaining(self.take(bucket, interval))
+        if wait > 0:
+            log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
+            self._sleep(wait)
+            slept += wait
+        if interval <= 0:
+            return slept
+        while (wait := self.confirm(bucket, interval)) > 0:
+            log.debug(
+                "Cooldown %s: the previous send left late; waiting %.3fs more to keep the gap",
                 _endpoint_of(bucket),
-                late,
+                wait,
             )
+            self._sleep(wait)
+            slept += wait
         return slept
 
     def remaining(self, reservation: Reservation) -> float:
@@ -215,7 +246,7 @@ class CooldownGate(ABC):
 
     @abstractmethod
     def push_back(self, bucket: str, delay: float) -> None:
-        """After a 429: make the next free slot of ``bucket`` no earlier than now + ``delay``."""
+        """After a 429: no slot or send of ``bucket`` earlier than now + ``delay``, for every caller."""
 
     def close(self) -> None:  # noqa: B027 - optional hook for backends holding resources
         """Release connections or files. Idempotent; the gate stays usable (it reconnects)."""
@@ -242,20 +273,25 @@ class MemoryGate(CooldownGate):
         with self._lock:
             return self._book.take(bucket, interval)
 
+    def confirm(self, bucket: str, interval: float) -> float:
+        with self._lock:
+            return self._book.confirm(bucket, interval)
+
     def push_back(self, bucket: str, delay: float) -> None:
         with self._lock:
             self._book.push_back(bucket, delay)
 
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-_FILE_WIDTH = 31  # bytes of the number in a state file (+ newline): one small pwrite, never truncated
+_FILE_WIDTH = 31  # bytes of each number in a state file: one small pwrite, never truncated
+_Slots = tuple[float | None, float | None]  # next_free, clear_at
 
 
 class FileGate(CooldownGate):
     """Processes on one host: one state file per bucket under ``<state_dir>/cooldown/``, ``flock``-ed.
 
-    Each reservation opens the bucket's file, takes an exclusive ``flock``, reads ``next_free``,
-    writes the new one, releases and closes; then the caller sleeps. A file descriptor is never
+    Each reservation (and confirmation) opens the bucket's file, takes an exclusive ``flock``, reads
+    ``next_free`` and ``clear_at``, writes the new ones, releases and closes; then the caller sleeps. A file descriptor is never
     kept between reservations, so threads and forked children each lock their own open file.
 
     :param state_dir: a local, writable folder shared by every process on the host.
@@ -294,10 +330,12 @@ class FileGate(CooldownGate):
         digest = hashlib.sha256(bucket.encode()).hexdigest()[:10]
         return os.path.join(self.directory, f"{_UNSAFE.sub('_', bucket)[:80]}-{digest}.slot")
 
-    def _update(
-        self, bucket: str, step: Callable[[float | None, float], tuple[float, float]]
-    ) -> tuple[float, float]:
-        """Run ``step(next_free, now) -> (result, new_next_free)`` under the bucket's file lock."""
+    def _update(self, bucket: str, step: Callable[[_Slots, float], tuple[float, _Slots]]) -> float:
+        """Run ``step((next_free, clear_at), now) -> (result, new state)`` under the bucket's file lock.
+
+        The file holds both numbers, each right-aligned in :data:`_FILE_WIDTH` characters (a file
+        with one number, from an earlier version, reads as having no ``clear_at``).
+        """
         try:
             fd = os.open(self.path(bucket), os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
@@ -306,19 +344,19 @@ class FileGate(CooldownGate):
             ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            raw = os.pread(fd, _FILE_WIDTH + 1, 0)
+            raw = os.pread(fd, 2 * (_FILE_WIDTH + 1), 0)
             try:
-                next_free: float | None = float(raw) if raw.strip() else None
+                numbers = [float(x) for x in raw.split()]
+                state: _Slots = (numbers[0] if numbers else None, numbers[1] if len(numbers) > 1 else None)
             except ValueError:
                 log.warning(
                     "Cooldown file gate: unreadable state file for %s, starting afresh", _endpoint_of(bucket)
                 )
-                next_free = None
-            now = self._clock()
-            result, new_next_free = step(next_free, now)
-            if new_next_free != next_free:
-                os.pwrite(fd, f"{new_next_free:.6f}".rjust(_FILE_WIDTH).encode() + b"\n", 0)
-            return result, now
+                state = (None, None)
+            result, new_state = step(state, self._clock())
+            if new_state != state:
+                os.pwrite(fd, _slot_record(new_state), 0)
+            return result
         except OSError as exc:
             raise CooldownBackendError(
                 f"Cooldown file gate: state file I/O failed in {self.directory!r} ({exc.strerror or exc})"
@@ -327,11 +365,33 @@ class FileGate(CooldownGate):
             os.close(fd)  # closing the only descriptor of this open file releases the flock
 
     def take(self, bucket: str, interval: float) -> Reservation:
-        slot, now = self._update(bucket, lambda nf, now: next_slot(nf, now, interval))
-        return Reservation(slot, now)
+        now_seen: list[float] = []
+
+        def step(state: _Slots, now: float) -> tuple[float, _Slots]:
+            now_seen.append(now)
+            slot, next_free = next_slot(state[0], now, interval)
+            return slot, (next_free, state[1])
+
+        slot = self._update(bucket, step)
+        return Reservation(slot, now_seen[0])
+
+    def confirm(self, bucket: str, interval: float) -> float:
+        def step(state: _Slots, now: float) -> tuple[float, _Slots]:
+            wait, clear_at = cleared(state[1], now, interval)
+            return wait, (state[0], clear_at)
+
+        return self._update(bucket, step)
 
     def push_back(self, bucket: str, delay: float) -> None:
-        self._update(bucket, lambda nf, now: (0.0, pushed_back(nf, now, delay)))
+        def step(state: _Slots, now: float) -> tuple[float, _Slots]:
+            return 0.0, (pushed_back(state[0], now, delay), pushed_back(state[1], now, delay))
+
+        self._update(bucket, step)
+
+
+def _slot_record(state: _Slots) -> bytes:
+    """``next_free clear_at\n``, each number fixed-width (0 for none: every clock reads later)."""
+    return " ".join(f"{x or 0.0:.6f}".rjust(_FILE_WIDTH) for x in state).encode() + b"\n"
 
 
 #: Reservation on the server's clock, in integer microseconds (exact in Lua's doubles).
@@ -348,18 +408,38 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_free), 'PX', ttl)
 return {slot - now, slot}
 """
 
-#: After a 429: KEYS[1] bucket key; ARGV[1] delay (us); ARGV[2] TTL grace (ms). Returns the next free slot.
+#: A send about to leave: KEYS[1] the bucket's clear-at key; ARGV[1] min gap (us); ARGV[2] TTL grace
+#: (ms). Returns 0 (confirmed, clear-at moved to now + gap) or the microseconds to wait first.
+_CONFIRM_LUA = """
+if redis.replicate_commands then redis.replicate_commands() end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local clear_at = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if now < clear_at then
+  return clear_at - now
+end
+local new_clear = now + tonumber(ARGV[1])
+redis.call('SET', KEYS[1], string.format('%.0f', new_clear), 'PX', math.floor((new_clear - now) / 1000) + tonumber(ARGV[2]))
+return 0
+"""
+
+#: After a 429: KEYS the bucket's next-free and clear-at keys; ARGV[1] delay (us); ARGV[2] TTL grace
+#: (ms). Each key becomes at least now + delay. Returns the next free slot.
 _PUSH_BACK_LUA = """
 if redis.replicate_commands then redis.replicate_commands() end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local next_free = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
 local target = now + tonumber(ARGV[1])
-if target > next_free then
-  redis.call('SET', KEYS[1], string.format('%.0f', target), 'PX', math.floor((target - now) / 1000) + tonumber(ARGV[2]))
-  return target
+local result = target
+for i, key in ipairs(KEYS) do
+  local value = tonumber(redis.call('GET', key) or '0') or 0
+  if target > value then
+    redis.call('SET', key, string.format('%.0f', target), 'PX', math.floor((target - now) / 1000) + tonumber(ARGV[2]))
+  elseif i == 1 then
+    result = value
+  end
 end
-return next_free
+return result
 """
 
 
@@ -410,9 +490,10 @@ def redact_url(url: str) -> str:
 class RedisGate(CooldownGate):
     """Processes on many hosts: one atomic Lua script per reservation, on the Redis server's clock.
 
-    Keys are ``infobip:cooldown:<bucket>`` holding the next free slot in microseconds of the
-    server's ``TIME``; each key expires ``ttl_grace`` after its next free slot has passed, when
-    it no longer matters, so idle buckets leave nothing behind.
+    Keys are ``infobip:cooldown:<bucket>`` holding the next free slot and
+    ``infobip:cooldown:<bucket>:clear`` holding the bucket's ``clear_at``, in microseconds of the
+    server's ``TIME``; each key expires ``ttl_grace`` after the time it holds has passed, when it no
+    longer matters, so idle buckets leave nothing behind.
 
     :param url: ``redis://[user:password@]host:port/db`` (or ``rediss://``, ``unix://``).
     :param ttl_grace: seconds a key outlives its next free slot.
@@ -452,14 +533,16 @@ class RedisGate(CooldownGate):
             ) from exc
         self._reserve = self._client.register_script(_RESERVE_LUA)
         self._push_back = self._client.register_script(_PUSH_BACK_LUA)
+        self._confirm = self._client.register_script(_CONFIRM_LUA)
         self.clock_offset = ClockOffset()
 
     def key(self, bucket: str) -> str:
+        """The key of the bucket's next free slot (its clear-at key adds ``:clear``)."""
         return self.prefix + bucket
 
-    def _call(self, script: Any, bucket: str, arg_us: int) -> Any:
+    def _call(self, script: Any, keys: list[str], arg_us: int) -> Any:
         try:
-            return script(keys=[self.key(bucket)], args=[arg_us, self.ttl_grace_ms])
+            return script(keys=keys, args=[arg_us, self.ttl_grace_ms])
         except self._errors as exc:
             raise CooldownBackendError(
                 f"Cooldown backend 'redis' at {self.url} failed ({type(exc).__name__}: {exc})"
@@ -468,7 +551,7 @@ class RedisGate(CooldownGate):
     def take(self, bucket: str, interval: float) -> Reservation:
         step_us = round((max(interval, 0.0) + safety_margin(interval)) * 1e6)
         sent = time.monotonic()
-        wait_us, slot_us = self._call(self._reserve, bucket, step_us)
+        wait_us, slot_us = self._call(self._reserve, [self.key(bucket)], step_us)
         received = time.monotonic()
         slot = int(slot_us) / 1e6
         now = slot - int(wait_us) / 1e6
@@ -480,8 +563,13 @@ class RedisGate(CooldownGate):
             return reservation.wait
         return reservation.local - time.monotonic()
 
+    def confirm(self, bucket: str, interval: float) -> float:
+        wait_us = self._call(self._confirm, [self.key(bucket) + ":clear"], round(min_gap(interval) * 1e6))
+        return int(wait_us) / 1e6
+
     def push_back(self, bucket: str, delay: float) -> None:
-        self._call(self._push_back, bucket, round(max(delay, 0.0) * 1e6))
+        keys = [self.key(bucket), self.key(bucket) + ":clear"]
+        self._call(self._push_back, keys, round(max(delay, 0.0) * 1e6))
 
     def close(self) -> None:
         self._client.connection_pool.disconnect()
@@ -552,8 +640,10 @@ __all__ = [
     "RedisGate",
     "Reservation",
     "SlotBook",
+    "cleared",
     "fingerprint",
     "make_gate",
+    "min_gap",
     "next_slot",
     "pushed_back",
     "reset_gates",
