@@ -5,8 +5,8 @@ Run from the repository root (about a minute; Redis parts are skipped when no se
     PYTHONPATH=plugins .venv/bin/python benchmarks/bench_cooldown.py [--redis-url redis://127.0.0.1:6379/15]
 
 Part 1 times one reservation per backend in one process (no other caller): ``take`` (the atomic
-step alone), ``reserve`` of an unpaced endpoint (interval 0: the full round trip, never sleeps) and
-``reserve`` on a fresh bucket each time (no wait, first use of a bucket); then 4 processes racing
+step alone), ``reserve`` of an unpaced endpoint (interval 0: one round trip, never sleeps) and
+``reserve`` on a fresh bucket each time (no wait: ``take`` and ``confirm``, what a paced call costs); then 4 processes racing
 ``take`` on one bucket (contention).
 
 Part 2 runs OS processes sharing one API key against the sandbox at cooldown_scale 0.02 (list add
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import itertools
+import json
 import multiprocessing
 import os
 import platform
@@ -43,6 +44,7 @@ from infobip_provider.cooldown import (
     FileGate,
     MemoryGate,
     RedisGate,
+    Reservation,
     fingerprint,
     safety_margin,
 )
@@ -126,20 +128,25 @@ def _caller(
     session.post(url.replace("/add", "/nope"), json={}, timeout=10)  # warm the connection (404, unpaced)
     ready.put(os.getpid())
     start.wait()
-    slots, statuses = [], []
+    slots: list[float] = []
+    statuses = []
+    if gate is not None:  # the real path (take, sleep, confirm), recording each slot it was given
+        take = gate.take
+        gate.take = lambda bucket, interval: _recorded(take(bucket, interval), slots)  # type: ignore[method-assign]
     for i in range(n):
+        body = json.dumps({"userIds": [f"p{os.getpid()}-{i}@example.com"]}).encode()  # ready before the slot
         if gate is not None:
-            reservation = gate.take(bucket, INTERVAL)
-            remaining = gate.remaining(reservation)
-            if remaining > 0:
-                time.sleep(remaining)
-            slots.append(reservation.slot)
+            gate.reserve(bucket, INTERVAL)
         elif i:
             time.sleep(INTERVAL)
-        statuses.append(
-            session.post(url, json={"userIds": [f"p{os.getpid()}-{i}@example.com"]}, timeout=10).status_code
-        )
+        headers = {"Content-Type": "application/json"}
+        statuses.append(session.post(url, data=body, headers=headers, timeout=10).status_code)
     out.put((slots, statuses, time.time()))
+
+
+def _recorded(reservation: Reservation, slots: list[float]) -> Reservation:
+    slots.append(reservation.slot)
+    return reservation
 
 
 def spacing_run(label: str, groups: Sequence[tuple[str, str, int]], per: int) -> dict[str, Any]:
