@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
+import random
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -655,12 +657,13 @@ def test_a_caller_woken_after_the_next_slot_has_sent_waits_for_the_gap() -> None
 
 def test_a_slightly_late_caller_costs_the_next_one_nothing() -> None:
     now = [0.0]
-    sleeper = _LateSleeper(now, late=safety_margin(1.0) / 4, times=1)
+    slight = (step(1.0) - min_gap(1.0)) / 2  # within what callers waking on time may differ by
+    sleeper = _LateSleeper(now, late=slight, times=1)
     gate = MemoryGate(clock=lambda: now[0], sleep=sleeper)
     gate.reserve("b", 1.0)
     gate.reserve("b", 1.0)
-    assert now[0] == pytest.approx(step(1.0) + safety_margin(1.0) / 4)
-    gate.reserve("b", 1.0)  # on its slot: within half the margin of a late send, no second sleep
+    assert now[0] == pytest.approx(step(1.0) + slight)
+    gate.reserve("b", 1.0)  # on its slot: no second sleep
     assert now[0] == pytest.approx(2 * step(1.0))
     assert len(sleeper.calls) == 2
 
@@ -673,6 +676,66 @@ def test_a_push_back_holds_callers_that_already_have_a_slot() -> None:
     gate.push_back("b", 5.0)  # ... when someone else's request is answered 429
     clock.now = held.slot
     assert gate.confirm("b", 1.0) == pytest.approx(5.0 - step(1.0))  # it waits for the push-back too
+
+
+class _RecordingGate(MemoryGate):
+    """A memory gate that notes, under its lock, when each send was confirmed."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.confirmed: list[float] = []
+
+    def confirm(self, bucket: str, interval: float) -> float:
+        with self._lock:
+            wait = self._book.confirm(bucket, interval)
+            if wait <= 0:
+                self.confirmed.append(self._clock())
+            return wait
+
+
+def test_threads_that_oversleep_at_random_never_send_closer_than_the_gap() -> None:
+    rng = random.Random(7)
+
+    def oversleep(seconds: float) -> None:
+        time.sleep(seconds + rng.choice([0.0, 0.0, 0.004, 0.02, 0.06]))
+
+    gate = _RecordingGate(sleep=oversleep)
+
+    def caller() -> None:
+        for _ in range(8):
+            gate.reserve("b", 0.05)
+
+    threads = [threading.Thread(target=caller) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    gaps = [b - a for a, b in itertools.pairwise(sorted(gate.confirmed))]
+    assert len(gaps) == 31
+    assert min(gaps) >= min_gap(0.05) - 1e-6  # without the confirmation, late wakers send back to back
+
+
+def test_a_caller_that_keeps_losing_the_race_takes_a_new_slot() -> None:
+    clock = FakeClock()
+
+    class Crowded(MemoryGate):
+        refusals = 4
+        takes = 0
+
+        def take(self, bucket: str, interval: float) -> Reservation:
+            self.takes += 1
+            return super().take(bucket, interval)
+
+        def confirm(self, bucket: str, interval: float) -> float:
+            if self.refusals:  # someone else always sent first
+                self.refusals -= 1
+                return 0.01
+            return super().confirm(bucket, interval)
+
+    gate = Crowded(clock=clock, sleep=clock.sleep)
+    gate.reserve("b", 1.0)
+    assert gate.takes == 2  # lost the race twice after the first wait: back in line with a new slot
+    assert clock.sleeps[:2] == pytest.approx([0.01, 0.01])
 
 
 def _confirm_contract(gate: CooldownGate, bucket: str, sleep: Callable[[float], None]) -> None:
@@ -710,4 +773,18 @@ def test_file_gate_reads_a_state_file_of_an_earlier_version(tmp_path: Path) -> N
 
 @pytest.mark.redis
 def test_redis_gate_confirm(redis_gate: RedisGate) -> None:
-    _confirm_contract(redis_gate, _bucket(), time.sleep)
+    bucket = _bucket()
+    _confirm_contract(redis_gate, bucket, time.sleep)
+    clear_key = redis_gate.key(bucket) + ":clear"
+    assert 0 < redis_gate._client.pttl(clear_key) <= (min_gap(0.05) + 0.2) * 1000 + 1  # expires by itself
+
+
+@pytest.mark.redis
+def test_redis_gate_push_back_moves_both_keys_and_never_earlier(redis_gate: RedisGate) -> None:
+    bucket = _bucket()
+    redis_gate.take(bucket, 0.05)
+    assert redis_gate.confirm(bucket, 0.05) == 0
+    redis_gate.push_back(bucket, 5.0)
+    redis_gate.push_back(bucket, 1.0)  # a shorter push after a longer one changes nothing
+    assert redis_gate.take(bucket, 0.05).wait == pytest.approx(5.0, abs=0.1)
+    assert redis_gate.confirm(bucket, 0.05) == pytest.approx(5.0, abs=0.1)

@@ -5,9 +5,9 @@ Every Infobip endpoint has a cooldown (``POLICIES``). Before each request the ho
 the gate atomically takes the bucket's next free slot, moves the next free slot one interval
 (plus :func:`safety_margin`) later, and the caller sleeps once until its slot. Slots are first come,
 first served and nobody polls. Waking up, the caller **confirms** its send: the gate checks that the
-bucket's last confirmed send is at least one interval (plus half the margin) back and records this
+bucket's last confirmed send is at least :func:`min_gap` back and records this
 one; a caller that woke late, after the holder of the next slot has gone, waits just the
-difference. Slots keep the line moving; confirmations make late wake-ups harmless. The arithmetic
+difference (and takes a new slot if it keeps losing that race). Slots keep the line moving; confirmations make late wake-ups harmless. The arithmetic
 is the pure :func:`next_slot` and :func:`cleared`; the backends only differ in where ``next_free``
 and ``clear_at`` live and what makes the read-modify-write atomic:
 
@@ -94,18 +94,24 @@ def fingerprint(secret: str) -> str:
 def safety_margin(interval: float) -> float:
     """Extra spacing added to every slot, so jitter cannot make two arrivals too close.
 
-    2 % of the interval plus 2 ms, at most 0.25 s. Slots are spaced by interval + margin and
-    confirmed sends by at least interval + margin / 2 (:func:`cleared`): the first half lets callers
-    that wake on time pass their confirmation without waiting, the second covers what happens after
-    it (sending ready bytes, the network): spreads of about 1 ms on loopback, see
-    benchmarks/results/people.md. At the 10 s list-add cooldown the margin is 0.2 s.
+    2 % of the interval plus 3 ms, at most 0.25 s. Slots are spaced by interval + margin; confirmed
+    sends must be at least :func:`min_gap` apart, 2 ms less, so callers that wake on time pass their
+    confirmation without waiting. What the gap adds to the interval (2 % + 1 ms), with the 2 % the
+    server tolerates, covers what happens after a confirmation: sending ready bytes, a lane thread
+    waiting up to a GIL switch interval (5 ms) for another that decodes an answer, the network. At
+    the 10 s list-add cooldown the margin is 0.2 s; at People's 0.2 s, 7 ms.
     """
-    return 0.0 if interval <= 0 else min(0.02 * interval + 0.002, 0.25)
+    return 0.0 if interval <= 0 else min(0.02 * interval + 0.003, 0.25)
+
+
+#: How much closer than their slots two confirmed sends may be: the jitter of callers waking on time.
+_ON_TIME = 0.002
 
 
 def min_gap(interval: float) -> float:
-    """The least time between two confirmed sends of a bucket: interval + half the margin."""
-    return max(interval, 0.0) + safety_margin(interval) / 2
+    """The least time between two confirmed sends of a bucket: the slot step less :data:`_ON_TIME`."""
+    margin = safety_margin(interval)
+    return max(interval, 0.0) + max(margin - _ON_TIME, margin / 2)
 
 
 # ---------------------------------------------------------------------------------- arithmetic
@@ -206,6 +212,11 @@ class CooldownGate(ABC):
     def take(self, bucket: str, interval: float) -> Reservation:
         """Atomically take the next free slot of ``bucket`` and move it ``interval`` + margin later."""
 
+    #: Confirmations a caller tries before it gives up racing for the gap and takes a new slot: the
+    #: first refusal is the gap after a late send (one short wait settles it); more mean that callers
+    #: of later slots keep sending first, and a slot of its own puts this one back in line.
+    confirm_attempts = 3
+
     @abstractmethod
     def confirm(self, bucket: str, interval: float) -> float:
         """Atomically: 0 when a send may leave now (and record it), else the seconds to wait first."""
@@ -216,28 +227,39 @@ class CooldownGate(ABC):
         A caller woken late (a descheduled process on a busy host, a thread waiting for the GIL) may
         find that the caller of the next slot has sent already; the confirmation then makes it wait
         until a :func:`min_gap` after that send. Its lateness is passed on to the callers after it,
-        never more: no slot is given up, and no two sends of a bucket leave closer than the gap.
-        An unpaced bucket (``interval <= 0``) needs no confirmation.
+        never more, and no two sends of a bucket leave closer than the gap. A caller that keeps
+        losing that race (:attr:`confirm_attempts`) takes a new slot instead of racing forever. An
+        unpaced bucket (``interval <= 0``) needs no confirmation.
 
         :return: seconds slept.
         """
         slept = 0.0
-        wait = self.remaining(self.take(bucket, interval))
-        if wait > 0:
-            log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
-            self._sleep(wait)
-            slept += wait
-        if interval <= 0:
-            return slept
-        while (wait := self.confirm(bucket, interval)) > 0:
-            log.debug(
-                "Cooldown %s: the previous send left late; waiting %.3fs more to keep the gap",
+        while True:
+            wait = self.remaining(self.take(bucket, interval))
+            if wait > 0:
+                log.debug("Cooldown %s: sleeping %.3fs until the reserved slot", _endpoint_of(bucket), wait)
+                self._sleep(wait)
+                slept += wait
+            if interval <= 0:
+                return slept
+            for attempt in range(self.confirm_attempts):
+                wait = self.confirm(bucket, interval)
+                if wait <= 0:
+                    return slept
+                if attempt == self.confirm_attempts - 1:
+                    break
+                log.debug(
+                    "Cooldown %s: the previous send left late; waiting %.3fs more to keep the gap",
+                    _endpoint_of(bucket),
+                    wait,
+                )
+                self._sleep(wait)
+                slept += wait
+            log.info(
+                "Cooldown %s: other callers sent first %d times; taking a new slot in line",
                 _endpoint_of(bucket),
-                wait,
+                self.confirm_attempts - 1,
             )
-            self._sleep(wait)
-            slept += wait
-        return slept
 
     def remaining(self, reservation: Reservation) -> float:
         """Seconds from now to the reservation's slot: time spent since it was taken already counts,

@@ -74,7 +74,12 @@ def hook(monkeypatch):
     h = InfobipHook(
         "infobip_test", retry_policy=RetryPolicy(max_attempts=3, max_rate_limited=2), sleep=recorder.sleep
     )
-    h.__dict__["gate"] = MemoryGate(sleep=lambda s: None)  # cooldown waits are the gate's own tests
+    clock = [0.0]  # cooldown waits are the gate's own tests: here they pass in no time
+
+    def skip(seconds: float) -> None:
+        clock[0] += seconds
+
+    h.__dict__["gate"] = MemoryGate(clock=lambda: clock[0], sleep=skip)
     h.recorder = recorder  # type: ignore[attr-defined]
     return h
 
@@ -302,6 +307,40 @@ def test_429_without_retry_after_waits_one_interval(hook, requests_mock):
     # sms.send is unpaced: the push is the retry policy's backoff, not a zero interval
     assert len(pushed) == 1
     assert hook.retry_policy.base / 2 <= pushed[0] <= hook.retry_policy.base
+
+
+@pytest.mark.parametrize("header", ["inf", "nan", "-inf"])
+def test_a_retry_after_that_is_no_number_of_seconds_is_ignored(hook, requests_mock, header):
+    requests_mock.post(
+        f"{BASE}/saas/amplitude/1/lists/7/add",
+        [{"status_code": 429, "json": LEGACY_429, "headers": {"Retry-After": header}}, {"json": {}}],
+    )
+    pushed: list[float] = []
+    hook.gate.push_back = lambda bucket, delay: pushed.append(delay)  # type: ignore[method-assign]
+    hook.list_add(7, ["a@x.com"])
+    assert len(pushed) == 1 and 0 < pushed[0] < 60  # the interval or the backoff, never an endless wait
+
+
+def test_a_retry_after_longer_than_a_task_should_sleep_fails_the_try(hook, requests_mock):
+    adapter = requests_mock.post(
+        f"{BASE}/saas/amplitude/1/lists/7/add",
+        status_code=429,
+        json=LEGACY_429,
+        headers={"Retry-After": "86400"},
+    )
+    pushed: list[float] = []
+    hook.gate.push_back = lambda bucket, delay: pushed.append(delay)  # type: ignore[method-assign]
+    with pytest.raises(InfobipRateLimitError):
+        hook.list_add(7, ["a@x.com"])
+    assert adapter.call_count == 1
+    assert pushed == []  # the gate is not poisoned for a day: the next try starts afresh
+
+
+def test_a_body_with_a_lone_surrogate_fails_clearly_before_any_request(hook, requests_mock):
+    adapter = requests_mock.post(f"{BASE}/saas/amplitude/1/lists", json={"listId": 1})
+    with pytest.raises(InfobipConfigError, match="cannot be sent as JSON"):
+        hook.create_list("broken \ud800 name")
+    assert adapter.call_count == 0
 
 
 def test_429_gives_up_after_bound(hook, requests_mock):

@@ -58,9 +58,9 @@ PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 BROKER_DB, GATE_DB = 11, 12
 # lists.add every 5 s, lists.create every 1 s. The sandbox rejects a gap below 98 % of the interval; the
-# gate confirms sends at least interval + half of cooldown.safety_margin() apart (2 % + 2 ms when
-# written), so what a request may lose between its confirmation and its arrival, against the next one,
-# is 3 % x interval + 1 ms: 31 ms for lists.create here, 151 ms for lists.add. Late wake-ups no longer
+# gate confirms sends at least cooldown.min_gap() apart (interval + 2 % + 1 ms when written), so what a
+# request may lose between its confirmation and its arrival, against the next one, is 4 % x interval +
+# 1 ms: 41 ms for lists.create here, 201 ms for lists.add. Late wake-ups no longer
 # count (the confirmation absorbs them). Before the confirmation existed, the whole slot-to-arrival
 # spread counted and was measured at up to 55 ms on this 2-CPU machine with the whole cluster running,
 # the worst at task start when six task processes start at once; hence the scale, kept.

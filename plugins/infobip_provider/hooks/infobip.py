@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 import random
 import threading
@@ -322,6 +323,9 @@ class InfobipHook(BaseHook):
             if isinstance(error, InfobipRateLimitError):
                 rate_limited += 1
                 if rate_limited > self.retry_policy.max_rate_limited:
+                    raise error
+                if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+                    # Longer than a task should sleep (a daily quota, say): fail, and let Airflow retry.
                     raise error
                 delay = (
                     error.retry_after
@@ -648,11 +652,13 @@ def _encoded(json_body: Any, what: str) -> tuple[bytes | None, dict[str, str] | 
     if json_body is None:
         return None, None
     try:
-        text = json.dumps(json_body, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    except (TypeError, ValueError) as exc:
-        # A NaN or an object JSON cannot carry: a bug upstream, never worth a request.
+        body = json.dumps(json_body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode(
+            "utf-8"
+        )
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
+        # A NaN, a broken string or an object JSON cannot carry: a bug upstream, never worth a request.
         raise InfobipConfigError(f"Infobip {what}: the request body cannot be sent as JSON ({exc})") from exc
-    return text.encode("utf-8"), _JSON_HEADERS
+    return body, _JSON_HEADERS
 
 
 def _decode(response: requests.Response) -> Any:
@@ -664,11 +670,17 @@ def _decode(response: requests.Response) -> Any:
         return response.text
 
 
+#: The longest Retry-After (seconds) the hook waits out inside a task; a longer one fails the try.
+MAX_RETRY_AFTER = 900.0
+
+
 def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (seconds or an HTTP date); ``None`` when absent or unusable."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     except ValueError:
         from email.utils import parsedate_to_datetime
 
