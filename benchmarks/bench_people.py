@@ -329,7 +329,7 @@ def report(
         "another decodes a 207 answer) cost its lateness only, and the sandbox process moves what its store "
         "keeps out of the cyclic collector's reach after each job: full collections over 50,000 people "
         "stalled its event loop for 36-147 ms and stamped a request that much late, which made the next one "
-        "look too close (1 to 4 false 429s per run before). The hook absorbs a 429 that still comes (slot "
+        "look too close (3 and 4 false 429s in 3 runs, on two days, before). The hook absorbs a 429 that still comes (slot "
         "pushed back one interval, request repeated, no task retry), at about one interval of send wall "
         "each. Each lane keeps up to 4 batches in flight (the next upsert leaves at its slot while the "
         "previous answer is slow).",

@@ -480,7 +480,9 @@ def test_redis_gate_reserve_sleeps_until_the_slot(redis_url: str) -> None:
     bucket = _bucket("lists.create")
     assert gate.reserve(bucket, 0.5) == 0
     assert gate.reserve(bucket, 0.5) == pytest.approx(step(0.5), abs=0.05)
-    assert slept == [pytest.approx(step(0.5), abs=0.05)]  # one sleep: on its slot, the confirmation passes
+    # one sleep to its slot; a round trip slower than the previous one may add a short second one
+    assert slept[0] == pytest.approx(step(0.5), abs=0.05)
+    assert sum(slept[1:]) < 0.01
     gate._client.delete(gate.key(bucket), gate.key(bucket) + ":clear")
 
 

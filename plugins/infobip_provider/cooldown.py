@@ -5,11 +5,11 @@ Every Infobip endpoint has a cooldown (``POLICIES``). Before each request the ho
 the gate atomically takes the bucket's next free slot, moves the next free slot one interval
 (plus :func:`safety_margin`) later, and the caller sleeps once until its slot. Slots are first come,
 first served and nobody polls. Waking up, the caller **confirms** its send: the gate checks that the
-bucket's last confirmed send is at least :func:`min_gap` back and records this
-one; a caller that woke late, after the holder of the next slot has gone, waits just the
-difference (and takes a new slot if it keeps losing that race). Slots keep the line moving; confirmations make late wake-ups harmless. The arithmetic
-is the pure :func:`next_slot` and :func:`cleared`; the backends only differ in where ``next_free``
-and ``clear_at`` live and what makes the read-modify-write atomic:
+bucket's last confirmed send is at least :func:`min_gap` back and records this one; a caller that
+woke late, after the holder of the next slot has gone, waits just the difference (and takes a new
+slot if it keeps losing that race). Slots keep the line moving; confirmations make late wake-ups
+harmless. The arithmetic is the pure :func:`next_slot` and :func:`cleared`; the backends only
+differ in where ``next_free`` and ``clear_at`` live and what makes the read-modify-write atomic:
 
 - :class:`MemoryGate`: a dict under a thread lock (threads of one process);
 - :class:`FileGate`: one small file per bucket under ``<state_dir>/cooldown/``, guarded by
@@ -108,6 +108,11 @@ def safety_margin(interval: float) -> float:
 _ON_TIME = 0.002
 
 
+def slot_step(interval: float) -> float:
+    """How far apart the gate hands out slots of one bucket: interval + :func:`safety_margin`."""
+    return max(interval, 0.0) + safety_margin(interval)
+
+
 def min_gap(interval: float) -> float:
     """The least time between two confirmed sends of a bucket: the slot step less :data:`_ON_TIME`."""
     margin = safety_margin(interval)
@@ -141,8 +146,7 @@ def next_slot(next_free: float | None, now: float, interval: float) -> tuple[flo
     An unpaced bucket (``interval <= 0``) still honours a slot pushed back after a 429.
     """
     slot = now if next_free is None else max(now, next_free)
-    step = max(interval, 0.0) + safety_margin(interval)
-    return slot, slot + step
+    return slot, slot + slot_step(interval)
 
 
 def cleared(clear_at: float | None, now: float, interval: float) -> tuple[float, float]:
@@ -313,8 +317,9 @@ class FileGate(CooldownGate):
     """Processes on one host: one state file per bucket under ``<state_dir>/cooldown/``, ``flock``-ed.
 
     Each reservation (and confirmation) opens the bucket's file, takes an exclusive ``flock``, reads
-    ``next_free`` and ``clear_at``, writes the new ones, releases and closes; then the caller sleeps. A file descriptor is never
-    kept between reservations, so threads and forked children each lock their own open file.
+    ``next_free`` and ``clear_at``, writes the new ones, releases and closes; then the caller sleeps.
+    A file descriptor is never kept between calls, so threads and forked children each lock their
+    own open file.
 
     :param state_dir: a local, writable folder shared by every process on the host.
     :param clock: wall-clock seconds shared by all processes of the host (default ``time.time``).
@@ -352,8 +357,11 @@ class FileGate(CooldownGate):
         digest = hashlib.sha256(bucket.encode()).hexdigest()[:10]
         return os.path.join(self.directory, f"{_UNSAFE.sub('_', bucket)[:80]}-{digest}.slot")
 
-    def _update(self, bucket: str, step: Callable[[_Slots, float], tuple[float, _Slots]]) -> float:
-        """Run ``step((next_free, clear_at), now) -> (result, new state)`` under the bucket's file lock.
+    def _update(
+        self, bucket: str, step: Callable[[_Slots, float], tuple[float, _Slots]]
+    ) -> tuple[float, float]:
+        """Run ``step((next_free, clear_at), now) -> (result, new state)`` under the bucket's file lock;
+        return ``(result, now)``.
 
         The file holds both numbers, each right-aligned in :data:`_FILE_WIDTH` characters (a file
         with one number, from an earlier version, reads as having no ``clear_at``).
@@ -375,10 +383,11 @@ class FileGate(CooldownGate):
                     "Cooldown file gate: unreadable state file for %s, starting afresh", _endpoint_of(bucket)
                 )
                 state = (None, None)
-            result, new_state = step(state, self._clock())
+            now = self._clock()
+            result, new_state = step(state, now)
             if new_state != state:
                 os.pwrite(fd, _slot_record(new_state), 0)
-            return result
+            return result, now
         except OSError as exc:
             raise CooldownBackendError(
                 f"Cooldown file gate: state file I/O failed in {self.directory!r} ({exc.strerror or exc})"
@@ -387,22 +396,18 @@ class FileGate(CooldownGate):
             os.close(fd)  # closing the only descriptor of this open file releases the flock
 
     def take(self, bucket: str, interval: float) -> Reservation:
-        now_seen: list[float] = []
-
         def step(state: _Slots, now: float) -> tuple[float, _Slots]:
-            now_seen.append(now)
             slot, next_free = next_slot(state[0], now, interval)
             return slot, (next_free, state[1])
 
-        slot = self._update(bucket, step)
-        return Reservation(slot, now_seen[0])
+        return Reservation(*self._update(bucket, step))
 
     def confirm(self, bucket: str, interval: float) -> float:
         def step(state: _Slots, now: float) -> tuple[float, _Slots]:
             wait, clear_at = cleared(state[1], now, interval)
             return wait, (state[0], clear_at)
 
-        return self._update(bucket, step)
+        return self._update(bucket, step)[0]
 
     def push_back(self, bucket: str, delay: float) -> None:
         def step(state: _Slots, now: float) -> tuple[float, _Slots]:
@@ -571,7 +576,7 @@ class RedisGate(CooldownGate):
             ) from exc
 
     def take(self, bucket: str, interval: float) -> Reservation:
-        step_us = round((max(interval, 0.0) + safety_margin(interval)) * 1e6)
+        step_us = round(slot_step(interval) * 1e6)
         sent = time.monotonic()
         wait_us, slot_us = self._call(self._reserve, [self.key(bucket)], step_us)
         received = time.monotonic()
@@ -670,4 +675,5 @@ __all__ = [
     "pushed_back",
     "reset_gates",
     "safety_margin",
+    "slot_step",
 ]
