@@ -140,11 +140,17 @@ def parse_error_body(body: Any) -> tuple[str | None, str | None, dict[str, list[
 
 
 def error_from_response(
-    status: int, body: Any, *, what: str, retry_after: float | None = None
+    status: int,
+    body: Any,
+    *,
+    what: str,
+    retry_after: float | None = None,
+    scopes: tuple[str, ...] = (),
 ) -> InfobipError:
     """Map an HTTP error answer to the matching :class:`InfobipError` subclass.
 
     :param what: the call in the user's words (``"list add"``), used in the message.
+    :param scopes: the API-key scopes that open the endpoint, named in a 403's message.
     """
     message_id, text, validation_errors = parse_error_body(body)
     detail = f"{message_id}: {text}" if message_id and text else (message_id or text or "no details")
@@ -163,11 +169,11 @@ def error_from_response(
         return InfobipRateLimitError(
             f"Infobip {what}: 429 too many requests ({detail})", retry_after=retry_after, **kwargs
         )
-    if status in (401, 403):
-        hint = (
-            "check the API key in the connection's password" if status == 401 else "the API key lacks a scope"
-        )
-        return InfobipAuthError(f"Infobip {what}: {status} {detail}; {hint}", **kwargs)
+    if status == 401:
+        return InfobipAuthError(f"Infobip {what}: 401 {detail}; check the connection's API key", **kwargs)
+    if status == 403:
+        needed = f": add {' or '.join(scopes)} to it" if scopes else ""
+        return InfobipAuthError(f"Infobip {what}: 403 {detail}; the API key lacks a scope{needed}", **kwargs)
     if status == 404:
         return InfobipNotFoundError(f"Infobip {what}: 404 not found ({detail})", **kwargs)
     if status >= 500:

@@ -37,12 +37,13 @@ if TYPE_CHECKING:
 
     from infobip_provider.checkpoint import Recovery
 
-#: Standard Person fields with their length limits (``None``: checked by a rule instead of a length).
-#: ``city`` follows the contract's "``city``, ``country`` ≤ 50"; ``profilePicture`` [assumed] ≤ 2048.
+#: Standard Person fields of the v3 upsert with their length limits (``None``: checked by a rule
+#: instead of a length), as the contract states them.
 STANDARD_FIELDS: dict[str, int | None] = {
     "firstName": 255,
     "lastName": 255,
     "middleName": 50,
+    "nickName": 50,
     "gender": None,
     "birthDate": None,
     "address": 256,
@@ -50,7 +51,7 @@ STANDARD_FIELDS: dict[str, int | None] = {
     "country": 50,
     "preferredLanguage": None,
     "externalId": 256,
-    "profilePicture": 2048,
+    "profilePicture": 2083,
 }
 #: Targets a field map may not use: the operator sets them (type, contacts) or Infobip does.
 RESERVED_FIELDS = frozenset(

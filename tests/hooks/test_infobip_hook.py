@@ -399,30 +399,143 @@ def test_people_pages_until_a_short_page(hook, requests_mock):
     assert adapter.request_history[1].qs["page"] == ["2"]
 
 
-def test_sms_logs_follow_cursor_and_repeat_message_ids(hook, requests_mock):
+def test_sms_logs_ask_for_cursor_paging_and_follow_it(hook, requests_mock):
     adapter = requests_mock.get(
         f"{BASE}/sms/3/logs",
         [
-            {"json": {"results": [{"messageId": "m1"}], "cursor": {"nextCursor": "c2"}}},
-            {"json": {"results": [{"messageId": "m2"}]}},
+            {"json": {"results": [{"messageId": "m1"}], "cursor": {"limit": 1000, "nextCursor": "c2"}}},
+            {"json": {"results": [{"messageId": "m2"}], "cursor": {"limit": 1000}}},
         ],
     )
     logs = hook.sms_logs(bulk_id="b1", message_ids=["m1", "m2"])
     assert [r["messageId"] for r in logs] == ["m1", "m2"]
-    assert adapter.request_history[0].qs["messageid"] == ["m1", "m2"]
-    assert adapter.request_history[1].qs["cursor"] == ["c2"]
+    first, second = adapter.request_history
+    assert first.qs["messageid"] == ["m1", "m2"]
+    assert first.qs["usecursor"] == ["true"] and "cursor" not in first.qs  # paging is asked for at once
+    assert second.qs["usecursor"] == ["true"] and second.qs["cursor"] == ["c2"]
 
 
-def test_test_connection_messages(hook, requests_mock):
-    requests_mock.get(f"{BASE}/account/1/balance", json={"balance": 47.79, "currency": "EUR"})
+def test_sms_reports_are_asked_again_while_a_page_comes_back_full(hook, requests_mock):
+    adapter = requests_mock.get(
+        f"{BASE}/sms/3/reports",
+        [
+            {"json": {"results": [{"messageId": "m1", "to": "41"}, {"messageId": "m2", "to": "42"}]}},
+            {"json": {"results": [{"messageId": "m3", "to": "43"}]}},
+        ],
+    )
+    reports = hook.sms_reports(bulk_id="b1", limit=2)
+    assert [r["to"] for r in reports] == ["41", "42", "43"]
+    assert adapter.call_count == 2 and adapter.request_history[0].qs["bulkid"] == ["b1"]
+
+
+FORBIDDEN = {"requestError": {"serviceException": {"messageId": "FORBIDDEN", "text": "Forbidden"}}}
+NEW_401 = {
+    "errorCode": "E401",
+    "description": "Unauthorized access.",
+    "action": "",
+    "violations": [],
+    "resources": [],
+}
+NEW_403 = {
+    "errorCode": "E403",
+    "description": "Forbidden access.",
+    "action": "",
+    "violations": [],
+    "resources": [],
+}
+
+
+def _answers(requests_mock, people, sms, balance):
+    """Fake the three access-check reads; each is ``(status, body)``, or an exception to raise."""
+    for path, answer in (
+        ("/people/2/persons", people),
+        ("/sms/3/logs", sms),
+        ("/account/1/balance", balance),
+    ):
+        if isinstance(answer, Exception):
+            requests_mock.get(BASE + path, exc=answer)
+        else:
+            requests_mock.get(BASE + path, status_code=answer[0], json=answer[1])
+
+
+OK_PEOPLE = (200, {"persons": [], "limit": 1, "page": 1})
+OK_SMS = (200, {"results": []})
+OK_BALANCE = (200, {"balance": 47.79, "currency": "EUR"})
+
+
+def test_connection_test_with_every_scope_reads_each_product_once(hook, requests_mock):
+    _answers(requests_mock, OK_PEOPLE, OK_SMS, OK_BALANCE)
     ok, message = hook.test_connection()
-    assert ok and "47.79 EUR" in message
-    requests_mock.get(f"{BASE}/account/1/balance", status_code=401, json=LEGACY_401)
+    assert ok, message
+    assert "works for every product" in message and "Scopes to add" not in message
+    rows = {line.split()[0]: line for line in message.splitlines()[1:]}
+    for product, path in (
+        ("People", "/people/2/persons"),
+        ("SMS", "/sms/3/logs"),
+        ("balance", "/account/1/balance"),
+    ):
+        assert path in rows[product] and rows[product].rstrip().endswith("ok")
+    assert "not checked" in rows["lists"]
+    assert [r.qs.get("limit") for r in requests_mock.request_history[:2]] == [["1"], ["1"]]
+    assert hook.calls == {"people.list": 1, "sms.logs": 1, "account.balance": 1}  # paced through the gate
+
+
+def test_connection_test_403_on_the_balance_only_succeeds_and_names_the_optional_scope(hook, requests_mock):
+    _answers(requests_mock, OK_PEOPLE, OK_SMS, (403, FORBIDDEN))
     ok, message = hook.test_connection()
-    assert not ok and "password" in message
-    requests_mock.get(f"{BASE}/account/1/balance", exc=requests.ConnectionError("refused"))
+    assert ok, message
+    assert "works for every product" in message
+    assert "missing scope (403)" in message
+    assert message.splitlines()[-1] == "Scopes to add: account-management:manage (balance, optional)"
+
+
+def test_connection_test_names_the_products_and_scopes_a_key_lacks(hook, requests_mock):
+    _answers(requests_mock, OK_PEOPLE, (403, NEW_403), (403, FORBIDDEN))
     ok, message = hook.test_connection()
-    assert not ok and "base URL" in message
+    assert ok, message
+    assert message.splitlines()[0].endswith("the API key lacks scopes for SMS.")
+    assert "sms:message:send, sms:logs:read (SMS)" in message
+    assert "account-management:manage (balance, optional)" in message
+
+
+@pytest.mark.parametrize(
+    ("people", "sms", "balance", "expected"),
+    [
+        pytest.param(
+            (401, LEGACY_401), (401, NEW_401), (401, LEGACY_401),
+            "Infobip refused the API key (401): check the API key", id="wrong-key",
+        ),
+        pytest.param(
+            (404, {}), (404, {}), (404, {}),
+            f"{BASE} answered 404: the Base URL is not an Infobip API URL", id="not-infobip",
+        ),
+        pytest.param(
+            requests.ConnectionError("refused"), OK_SMS, OK_BALANCE,
+            f"Cannot reach Infobip at {BASE}: check the Base URL", id="unreachable",
+        ),
+        pytest.param(
+            (503, {}), (503, {}), (401, LEGACY_401), "Infobip answered with errors", id="errors",
+        ),
+    ],
+)  # fmt: skip
+def test_connection_test_failures_say_what_to_fix(hook, requests_mock, people, sms, balance, expected):
+    _answers(requests_mock, people, sms, balance)
+    ok, message = hook.test_connection()
+    assert not ok
+    assert message.startswith(expected), message
+    assert "password" not in message and "host" not in message and KEY not in message
+
+
+def test_connection_test_stops_at_an_unreachable_base_url(hook, requests_mock):
+    _answers(requests_mock, requests.ConnectionError("refused"), OK_SMS, OK_BALANCE)
+    hook.test_connection()
+    assert len(requests_mock.request_history) == 1  # one try, no retries, no more checks
+
+
+def test_a_403_names_the_scope_the_endpoint_needs(hook, requests_mock):
+    requests_mock.post(f"{BASE}/sms/3/messages", status_code=403, json=NEW_403)
+    with pytest.raises(InfobipAuthError, match="lacks a scope: add sms:message:send or sms:manage"):
+        hook.send_sms({"messages": []})
 
 
 def test_the_key_never_appears_in_logs_errors_or_repr(hook, requests_mock, caplog, logs):

@@ -57,7 +57,7 @@ def test_error_500_fails_the_next_n_requests_without_change(api: Api) -> None:
             "PATCH",
             "/people/3/persons/upsert",
             {"persons": [{"externalId": "e"}]},
-            lambda b: b["code"] == 429000,
+            lambda b: b["requestError"]["serviceException"]["messageId"] == "TOO_MANY_REQUESTS",
         ),
         (
             "lists.create",
@@ -84,10 +84,8 @@ def test_error_429_uses_the_endpoint_shape_and_changes_nothing(
 def test_error_500_on_upsert_and_sms_use_their_shapes(api: Api) -> None:
     fault(api, "people.upsert", "error_500")
     fault(api, "sms.send", "error_500")
-    assert (
-        api.patch("/people/3/persons/upsert", json={"persons": [{"externalId": "e"}]}).json()["code"]
-        == 500000
-    )
+    upsert = api.patch("/people/3/persons/upsert", json={"persons": [{"externalId": "e"}]}).json()
+    assert upsert["requestError"]["serviceException"]["messageId"] == "GENERAL_ERROR"  # legacy but for 400s
     assert api.post("/sms/3/messages", json=SEND_BODY).json()["errorCode"] == "E500"
 
 

@@ -79,6 +79,9 @@ def test_get_missing_person_is_404_and_bad_type_is_400(api: Api) -> None:
         pytest.param(person("a@x.com", middleName="x" * 51), "middleName", id="long-middle-name"),
         pytest.param(person("a@x.com", externalId="x" * 257), "externalId", id="long-external-id"),
         pytest.param(person("a@x.com", country="x" * 51), "country", id="long-country"),
+        pytest.param(person("a@x.com", city="x" * 51), "city", id="long-city"),
+        pytest.param(person("a@x.com", profilePicture="x" * 2084), "profilePicture", id="long-picture"),
+        pytest.param(person("a@x.com", nickName="Ana"), "nickName", id="nick-name-is-v3-only"),
         pytest.param(person("a@x.com", gender="OTHER"), "gender", id="gender"),
         pytest.param(person("a@x.com", type="VIP"), "type", id="type"),
         pytest.param(person("a@x.com", birthDate="1990-02-30"), "birthDate", id="birth-date"),
@@ -104,6 +107,8 @@ def test_create_accepts_limits_exactly(api: Api) -> None:
         firstName="f" * 255,
         middleName="m" * 50,
         country="c" * 50,
+        city="c" * 50,
+        profilePicture="https://x.com/" + "p" * 2069,
         preferredLanguage="pt-BR",
         birthDate="1990-02-28",
         customAttributes={"note": "n" * 4096},
@@ -283,6 +288,22 @@ def test_upsert_creates_updates_and_reports_per_index(api: Api) -> None:
     assert (ana["firstName"], ana["lastName"], ana["modifiedAt"]) == ("Ana", "Lee", "2027-01-15T08:02:00")
     new = api.get(PERSONS, params={"identifier": "new@x.com", "type": "EMAIL"}).json()
     assert (new["id"], new["type"]) == (answer["results"][3]["id"], "LEAD")
+
+
+@pytest.mark.parametrize("language", ["en", "en-GB", "en-gb", "EN-gb"])
+def test_preferred_language_is_case_insensitive(api: Api, language: str) -> None:
+    assert create(api, person("a@x.com", preferredLanguage=language))["preferredLanguage"] == language
+    response = api.patch(UPSERT, json={"persons": [v3_person("b@x.com", preferredLanguage=language)]})
+    assert response.json()["errors"] == []
+
+
+def test_upsert_takes_nick_name_as_a_standard_field_of_at_most_50(api: Api) -> None:
+    batch = [v3_person("a@x.com", nickName="n" * 50), v3_person("b@x.com", nickName="n" * 51)]
+    answer = api.patch(UPSERT, json={"persons": batch}).json()
+    assert [r["index"] for r in answer["results"]] == [0]
+    assert [(e["index"], e["details"][0]["property"]) for e in answer["errors"]] == [(1, "nickName")]
+    stored = api.get(PERSONS, params={"identifier": "a@x.com", "type": "EMAIL"}).json()
+    assert stored["nickName"] == "n" * 50 and stored["customAttributes"] == {}
 
 
 @pytest.mark.parametrize(

@@ -206,6 +206,24 @@ def test_key_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     assert (config.undeliverable_prefixes, config.delivery_delay) == (("385",), 2.0)
 
 
+def test_scoped_keys_from_the_command_line() -> None:
+    from infobip_provider.sandbox.__main__ import build_parser, config_from_args
+
+    args = [
+        "--api-key",
+        "full",
+        "--scoped-key",
+        "ppl=people:manage, sms:message:send",
+        "--scoped-key",
+        "none=",
+    ]
+    config = config_from_args(build_parser().parse_args(args))
+    assert config.api_keys == ["full"]
+    assert config.scoped_keys == {"ppl": ("people:manage", "sms:message:send"), "none": ()}
+    with pytest.raises(ValueError, match="KEY=SCOPE"):
+        config_from_args(build_parser().parse_args(["--scoped-key", "no-equals-sign"]))
+
+
 def test_the_sandbox_process_freezes_its_heap_after_store_jobs_and_an_in_process_app_does_not() -> None:
     """The command's sandbox owns its process: what its store keeps leaves the collector's full passes.
     A sandbox built in-process (tests, embedding) never touches its host's collector."""

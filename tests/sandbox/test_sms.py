@@ -202,10 +202,36 @@ def test_logs_filter_by_bulk_and_several_message_ids_with_limit(api: Api) -> Non
     picked = api.get("/sms/3/logs", params=[("messageId", "m1"), ("messageId", "m3"), ("messageId", "zz")])
     assert sorted(r["messageId"] for r in picked.json()["results"]) == ["m1", "m3"]
     assert len(api.get("/sms/3/logs", params={"bulkId": "b1"}).json()["results"]) == 5
-    page = api.get("/sms/3/logs", params={"bulkId": "b1", "limit": 2}).json()
-    assert len(page["results"]) == 2 and page["cursor"]["nextCursor"] == "2"
-    rest = api.get("/sms/3/logs", params={"bulkId": "b1", "limit": 2, "cursor": 4}).json()
-    assert len(rest["results"]) == 1 and rest["cursor"]["nextCursor"] is None
+    unpaged = api.get("/sms/3/logs", params={"bulkId": "b1", "limit": 2}).json()
+    assert len(unpaged["results"]) == 2 and "cursor" not in unpaged  # no paging unless asked for
+
+
+def test_logs_page_only_with_use_cursor(api: Api) -> None:
+    send(
+        api,
+        {
+            "destinations": [{"to": f"4179000000{i}", "messageId": f"m{i}"} for i in range(5)],
+            "content": {"text": "x"},
+        },
+        schedule={"bulkId": "b1"},
+    )
+    seen: list[str] = []
+    params: dict[str, object] = {"bulkId": "b1", "limit": 2, "useCursor": "true"}
+    pages = 0
+    while True:
+        page = api.get("/sms/3/logs", params=params).json()
+        pages += 1
+        seen += [r["messageId"] for r in page["results"]]
+        assert page["cursor"]["limit"] == 2
+        if "nextCursor" not in page["cursor"]:
+            break
+        params["cursor"] = page["cursor"]["nextCursor"]
+    assert pages == 3 and sorted(seen) == [f"m{i}" for i in range(5)]
+    # a cursor without useCursor=true is ignored, as Infobip does: the first page again
+    again = api.get("/sms/3/logs", params={"bulkId": "b1", "limit": 2, "cursor": params["cursor"]}).json()
+    assert [r["messageId"] for r in again["results"]] == seen[:2]
+    bad = api.get("/sms/3/logs", params={"useCursor": "true", "cursor": "not-a-cursor"})
+    assert bad.status_code == 400 and "cursor" in violations(bad)
 
 
 @pytest.mark.parametrize("path", ["/sms/3/logs", "/sms/3/reports"])
@@ -231,9 +257,10 @@ def test_reports_are_handed_out_once(api: Api) -> None:
     assert len(first) == len(second) == 1 and third == []
     assert first[0]["messageId"] != second[0]["messageId"]
     item = first[0]
+    assert "destination" not in item and item["to"] in ("41793026727", "999000111")
     assert {
         "messageId",
-        "destination",
+        "to",
         "sentAt",
         "doneAt",
         "messageCount",
@@ -246,8 +273,10 @@ def test_reports_are_handed_out_once(api: Api) -> None:
     assert len(api.get("/sms/3/reports").json()["results"]) == 1  # the other bulk is still there
 
 
-def test_report_carries_callback_data(api: Api) -> None:
+def test_report_carries_callback_data_and_log_items_do_not(api: Api) -> None:
     send(api, message("41793026727", webhooks={"callbackData": "row-17"}))
+    (log,) = api.get("/sms/3/logs").json()["results"]
+    assert "callbackData" not in log and log["destination"] == "41793026727"
     assert api.get("/sms/3/reports").json()["results"][0]["callbackData"] == "row-17"
 
 

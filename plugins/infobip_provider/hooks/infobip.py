@@ -28,6 +28,7 @@ from airflow.sdk import BaseHook
 from infobip_provider import __version__
 from infobip_provider.cooldown import POLICIES, CooldownGate, fingerprint, make_gate
 from infobip_provider.errors import (
+    CooldownBackendError,
     InfobipAuthError,
     InfobipConfigError,
     InfobipError,
@@ -38,6 +39,51 @@ from infobip_provider.errors import (
 )
 
 COOLDOWN_BACKENDS = ("auto", "memory", "file", "redis")
+
+#: The API-key scopes that open each endpoint (any one of them), from Infobip's scope catalogue; a 403
+#: names them. [assumed]: the list endpoints publish no scope (a list is a People tag underneath), and
+#: SMS logs and reports open with ``sms:logs:read`` or ``sms:manage``.
+SCOPES: dict[str, tuple[str, ...]] = {
+    "account.balance": ("account-management:manage",),
+    **dict.fromkeys(("lists.create", "lists.add", "lists.remove"), ("people:manage",)),
+    **dict.fromkeys(("people.get", "people.list", "tags.get"), ("people:manage", "people:read")),
+    **dict.fromkeys(
+        ("people.create", "people.update", "people.upsert", "tags.create", "tags.add", "tags.remove"),
+        ("people:manage",),
+    ),
+    "sms.send": ("sms:message:send", "sms:manage"),
+    "sms.logs": ("sms:logs:read", "sms:manage"),
+    "sms.reports": ("sms:logs:read", "sms:manage"),
+    "sms.preview": ("sms:manage",),
+}
+
+
+@dataclass(frozen=True)
+class AccessCheck:
+    """One cheap authenticated read the connection test makes for a product the library uses.
+
+    :param product: the product in the user's words.
+    :param endpoint: the policy name of the read (paced like any other call).
+    :param path: the read's path; ``params`` its query.
+    :param add: the scopes to add to a key that gets 403 here, for every flow of the product.
+    :param optional: True when no flow needs the product (the balance): a 403 there is only noted.
+    """
+
+    product: str
+    endpoint: str
+    path: str
+    params: tuple[tuple[str, Any], ...]
+    add: tuple[str, ...]
+    optional: bool = False
+
+
+ACCESS_CHECKS: tuple[AccessCheck, ...] = (
+    AccessCheck("People", "people.list", "/people/2/persons", (("limit", 1),), ("people:manage",)),
+    AccessCheck("SMS", "sms.logs", "/sms/3/logs", (("limit", 1),), ("sms:message:send", "sms:logs:read")),
+    AccessCheck(
+        "balance", "account.balance", "/account/1/balance", (), ("account-management:manage",), optional=True
+    ),
+)
 
 
 @dataclass(frozen=True)
@@ -319,6 +365,7 @@ class InfobipHook(BaseHook):
                     _decode(response),
                     what=what,
                     retry_after=_retry_after(response.headers.get("Retry-After")),
+                    scopes=SCOPES.get(endpoint, ()),
                 )
             if isinstance(error, InfobipRateLimitError):
                 rate_limited += 1
@@ -370,7 +417,7 @@ class InfobipHook(BaseHook):
 
     # ------------------------------------------------------------------ account
     def get_balance(self, *, max_attempts: int | None = None) -> dict[str, Any]:
-        """``GET /account/1/balance``: the cheapest authenticated call."""
+        """``GET /account/1/balance`` (needs the ``account-management:manage`` scope)."""
         return self._call(
             "account.balance",
             "GET",
@@ -381,28 +428,66 @@ class InfobipHook(BaseHook):
         )
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap authenticated call; the message says what to fix."""
+        """One cheap authenticated read per product (:data:`ACCESS_CHECKS`), each tried once.
+
+        A wrong key (401 everywhere), an unreachable or wrong Base URL fail. A key that authenticates
+        succeeds, with a table of what each product's read answered and the scopes to add for the
+        reads that were refused (403). The message is logged too: ``airflow connections test`` prints
+        only the message of a failure.
+        """
         try:
-            balance = self.get_balance(max_attempts=1)
-        except InfobipAuthError as exc:
-            return (
-                False,
-                f"Infobip refused the API key ({exc.status}): check the connection's password. {exc}",
-            )
+            results = [(check, self._check_access(check)) for check in ACCESS_CHECKS]
         except InfobipTransportError as exc:
-            return False, f"Cannot reach Infobip: check the base URL in the connection's host. {exc}"
-        except InfobipNotFoundError:
-            return False, f"{self.base_url} answered 404: the base URL is not an Infobip API URL"
-        except InfobipConfigError as exc:
+            return False, f"Cannot reach Infobip at {self.base_url}: check the Base URL ({exc})"
+        except (InfobipConfigError, CooldownBackendError) as exc:
             return False, str(exc)
-        except InfobipError as exc:
-            return False, f"Infobip answered an error: {exc}"
-        if not isinstance(balance, dict) or "balance" not in balance:
-            return False, f"{self.base_url} answered, but not like Infobip's balance endpoint"
-        return (
-            True,
-            f"Connected to {self.base_url}: balance {balance.get('balance')} {balance.get('currency', '')}",
+        outcomes = [outcome for _, outcome in results]
+        if all(outcome == "refused (401)" for outcome in outcomes):
+            return False, "Infobip refused the API key (401): check the API key"
+        if not any(outcome in ("ok", _MISSING_SCOPE) for outcome in outcomes):
+            if "not found (404)" in outcomes:
+                return False, f"{self.base_url} answered 404: the Base URL is not an Infobip API URL"
+            return False, "Infobip answered with errors:\n" + _access_table(results)
+        missing = [check for check, outcome in results if outcome == _MISSING_SCOPE]
+        needed = [c for c in missing if not c.optional]
+        head = f"Connected to {self.base_url}: " + (
+            f"the API key lacks scopes for {', '.join(c.product for c in needed)}."
+            if needed
+            else "the API key works for every product checked."
         )
+        lines = [head, _access_table(results)]
+        if missing:
+            lines.append(
+                "Scopes to add: "
+                + "; ".join(
+                    f"{', '.join(c.add)} ({c.product}{', optional' if c.optional else ''})" for c in missing
+                )
+            )
+        message = "\n".join(lines)
+        (self.log.warning if needed else self.log.info)("%s", message)
+        return True, message
+
+    def _check_access(self, check: AccessCheck) -> str:
+        """What one access check's read answered: ``ok``, ``missing scope (403)`` and so on."""
+        try:
+            response = self._request(
+                check.endpoint,
+                "GET",
+                check.path,
+                what=f"{check.product} access check",
+                params=list(check.params),
+                idempotent=True,
+                max_attempts=1,
+            )
+        except InfobipAuthError as exc:
+            return _MISSING_SCOPE if exc.status == 403 else "refused (401)"
+        except InfobipNotFoundError:
+            return "not found (404)"
+        except InfobipTransportError:
+            raise
+        except InfobipError as exc:
+            return f"error ({exc.status or 'no answer'})"
+        return "ok" if isinstance(_decode(response), dict) else "not an Infobip answer"
 
     # -------------------------------------------------------------------- lists
     def create_list(self, name: str) -> int:
@@ -591,28 +676,40 @@ class InfobipHook(BaseHook):
     def sms_logs(
         self, *, bulk_id: str | None = None, message_ids: Sequence[str] = (), limit: int = 1000
     ) -> list[dict[str, Any]]:
-        """``GET /sms/3/logs`` (last 48 h) filtered by bulk and message ids, every page."""
-        return self._paged("sms.logs", "/sms/3/logs", "SMS logs", bulk_id, message_ids, limit)
+        """``GET /sms/3/logs`` (last 48 h) filtered by bulk and message ids, every page.
 
-    def sms_reports(self, *, bulk_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        """``GET /sms/3/reports``: delivery reports, each handed out once."""
-        return self._paged("sms.reports", "/sms/3/reports", "SMS reports", bulk_id, (), limit)
-
-    def _paged(
-        self, endpoint: str, path: str, what: str, bulk_id: str | None, message_ids: Sequence[str], limit: int
-    ) -> list[dict[str, Any]]:
-        base: list[tuple[str, Any]] = [("limit", limit)]
-        if bulk_id:
-            base.append(("bulkId", bulk_id))
-        base.extend(("messageId", m) for m in message_ids)
+        Infobip pages logs only when asked with ``useCursor=true``; each answer's ``cursor.nextCursor``
+        then names the next page, until it is absent. Items name the recipient ``destination``.
+        """
+        base = [*_filters(bulk_id, message_ids, limit), ("useCursor", "true")]
         results: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
             params = base + ([("cursor", cursor)] if cursor else [])
-            body = self._call(endpoint, "GET", path, what=what, idempotent=True, params=params) or {}
-            results.extend(body.get("results") or [])
-            cursor = (body.get("cursor") or {}).get("nextCursor")  # [assumed] cursor field name
+            body = self._call(
+                "sms.logs", "GET", "/sms/3/logs", what="SMS logs", idempotent=True, params=params
+            )
+            results.extend((body or {}).get("results") or [])
+            cursor = ((body or {}).get("cursor") or {}).get("nextCursor")
             if not cursor:
+                return results
+
+    def sms_reports(self, *, bulk_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """``GET /sms/3/reports``: delivery reports, each handed out once, so asked again while a full page
+        comes back. Items name the recipient ``to`` (not ``destination`` as logs do)."""
+        results: list[dict[str, Any]] = []
+        while True:
+            body = self._call(
+                "sms.reports",
+                "GET",
+                "/sms/3/reports",
+                what="SMS reports",
+                idempotent=True,
+                params=_filters(bulk_id, (), limit),
+            )
+            page = (body or {}).get("results") or []
+            results.extend(page)
+            if len(page) < limit:
                 return results
 
     def sms_preview(self, text: str, transliteration: str = "NONE") -> dict[str, Any]:
@@ -627,12 +724,33 @@ class InfobipHook(BaseHook):
         )
 
 
+_MISSING_SCOPE = "missing scope (403)"
+
+
+def _access_table(results: Sequence[tuple[AccessCheck, str]]) -> str:
+    """The connection test's table: product, endpoint checked, result; lists have no read to check."""
+    rows = [("product", "endpoint checked", "result")]
+    rows += [(c.product, f"GET {c.path}", outcome) for c, outcome in results]
+    rows.append(("lists", "none", "not checked: Infobip has no read for lists"))
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c}" for a, b, c in rows)
+
+
 def _mask(secret: str | None) -> None:
     """Have Airflow's log masker hide ``secret`` in every log line of this process."""
     if secret:
         from airflow.sdk.log import mask_secret
 
         mask_secret(secret)
+
+
+def _filters(bulk_id: str | None, message_ids: Sequence[str], limit: int) -> list[tuple[str, Any]]:
+    """The query of a logs or reports read; ``messageId`` repeats, once per id."""
+    params: list[tuple[str, Any]] = [("limit", limit)]
+    if bulk_id:
+        params.append(("bulkId", bulk_id))
+    params.extend(("messageId", m) for m in message_ids)
+    return params
 
 
 def _seg(value: str) -> str:

@@ -36,6 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"an accepted API key (repeatable; default: comma-separated ${KEY_ENV})",
     )
     parser.add_argument(
+        "--scoped-key",
+        action="append",
+        dest="scoped_keys",
+        metavar="KEY=SCOPE,...",
+        help="a key limited to these scopes (repeatable), e.g. KEY=people:manage,sms:message:send; "
+        "it gets 403 from endpoints none of its scopes opens",
+    )
+    parser.add_argument(
         "--cooldown-scale", type=float, default=1.0, help="multiplies every cooldown (default 1)"
     )
     parser.add_argument("--state", metavar="FILE", help="JSON file to load the state from and save it to")
@@ -51,10 +59,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_scoped_key(text: str) -> tuple[str, tuple[str, ...]]:
+    """``KEY=scope1,scope2`` as ``(key, scopes)``; a key with no scopes authenticates but opens nothing."""
+    key, sep, scopes = text.partition("=")
+    if not sep or not key.strip():
+        raise ValueError("--scoped-key takes KEY=SCOPE,SCOPE...")
+    return key.strip(), tuple(s.strip() for s in scopes.split(",") if s.strip())
+
+
 def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    scoped = dict(parse_scoped_key(text) for text in args.scoped_keys or ())
     keys = args.api_keys or [k.strip() for k in os.environ.get(KEY_ENV, "").split(",") if k.strip()]
     return SandboxConfig(
         api_keys=keys,
+        scoped_keys=scoped,
         cooldown_scale=args.cooldown_scale,
         state_file=args.state,
         undeliverable_prefixes=tuple(args.undeliverable_prefixes or ("999",)),

@@ -5,6 +5,7 @@ Routes touching the store do that work on the store thread (``core.run``); previ
 
 from __future__ import annotations
 
+import base64
 import unicodedata
 import uuid
 from typing import Any
@@ -87,16 +88,39 @@ async def logs(request: Request) -> JSONResponse:
 
 
 def _logs(request: Request) -> JSONResponse:
+    """One page of logs, newest first. Like Infobip, only ``useCursor=true`` pages: the answer then carries
+    ``cursor.nextCursor`` (opaque) while more remain, and ``cursor`` asks for the page after; without
+    it the answer is the first ``limit`` logs, no cursor."""
     core = core_of(request)
     now = core.clock()
     limit = int_param(request, "limit", 50, 1, 1000, "sms3")
-    offset = int_param(request, "cursor", 0, 0, None, "sms3")
+    paging = request.query_params.get("useCursor", "").lower() == "true"
+    offset = _cursor_offset(request.query_params.get("cursor")) if paging else 0
     found = list(reversed(_selected(request, now, "sentAt")))  # newest first
     page = found[offset : offset + limit]
-    more = offset + limit < len(found)
-    results = [sms.render(m, now, core.config.currency, with_text=True) for m in page]
-    cursor = {"limit": limit, "nextCursor": str(offset + limit) if more else None}
-    return JSONResponse({"results": results, "cursor": cursor})
+    body: dict[str, Any] = {"results": [sms.render_log(m, now, core.config.currency) for m in page]}
+    if paging:
+        more = offset + limit < len(found)
+        body["cursor"] = {"limit": limit, **({"nextCursor": _cursor(offset + limit)} if more else {})}
+    return JSONResponse(body)
+
+
+def _cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"logs:{offset}".encode()).decode()
+
+
+def _cursor_offset(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        kind, _, offset = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+        if kind == "logs" and offset.isdigit():
+            return int(offset)
+    except (ValueError, UnicodeDecodeError):
+        pass
+    raise ApiError(
+        400, sms3(400, [{"property": "cursor", "violation": "is not a cursor this API handed out"}])
+    )
 
 
 @router.get("/sms/3/reports", tags=["sms"])
@@ -113,7 +137,7 @@ def _reports(request: Request) -> JSONResponse:
     results = []
     for message in ready[:limit]:
         message["reported"] = True
-        results.append(sms.render(message, now, core.config.currency, with_text=False))
+        results.append(sms.render_report(message, now, core.config.currency))
     return JSONResponse({"results": results})
 
 

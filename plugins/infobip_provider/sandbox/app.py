@@ -1,8 +1,8 @@
 """The sandbox's FastAPI app: the gate middleware, the admin endpoints and :func:`create_app`.
 
 Every API request passes :class:`GateMiddleware`, a pure ASGI middleware whose first act is to
-stamp the arrival time. It then names the endpoint, checks the API key (401), the endpoint's
-cooldown (429, measured at arrival), consumes a pending fault, records the request in the journal
+stamp the arrival time. It then names the endpoint, checks the API key (401) and its scopes (403),
+the endpoint's cooldown (429, measured at arrival), consumes a pending fault, records the request in the journal
 and the counters, and only then hands the request to the route. Nothing awaits between the arrival
 stamp and the cooldown decision, so concurrent requests are judged in arrival order.
 
@@ -31,7 +31,7 @@ from infobip_provider.sandbox import api_lists, api_people, api_sms
 from infobip_provider.sandbox.config import SandboxConfig
 from infobip_provider.sandbox.core import Fault, SandboxCore
 from infobip_provider.sandbox.endpoints import BY_NAME, EndpointSpec, classify, fingerprint
-from infobip_provider.sandbox.shapes import UNAUTHORIZED_BODY, ApiError, for_shape, legacy
+from infobip_provider.sandbox.shapes import ApiError, for_shape, forbidden, legacy
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -117,10 +117,14 @@ class GateMiddleware:
             return "unmatched"
         key = _api_key(scope)
         entry["key"] = fingerprint(key) if key else None
-        if key is None or key not in core.api_keys:
+        if key is None or not core.knows(key):
             core.journal.attach_body(entry, await self._read_raw(receive))
-            await _respond(send, 401, UNAUTHORIZED_BODY)
+            await _respond(send, 401, for_shape(spec.shape, 401))
             return "unauthorized"
+        if not core.may_call(key, spec.scopes):
+            core.journal.attach_body(entry, await self._read_raw(receive))
+            await _respond(send, 403, forbidden(spec.shape, spec.scopes))
+            return "forbidden"
         bucket = entry["key"] if spec.scope == "key" else "account"
         verdict = core.ledger.admit(bucket, spec.name, spec.interval, arrival)
         if verdict.interval > 0:
@@ -288,6 +292,7 @@ async def info(request: Request) -> JSONResponse:
                     "interval": spec.interval,
                     "scaled_interval": spec.interval * config.cooldown_scale,
                     "scope": spec.scope,
+                    "scopes": list(spec.scopes),
                 }
                 for name, spec in BY_NAME.items()
             },

@@ -11,7 +11,11 @@ from dataclasses import dataclass, field
 class SandboxConfig:
     """How a sandbox behaves.
 
-    :param api_keys: the keys accepted in ``Authorization: App <key>``; every other key gets 401.
+    :param api_keys: keys with full access, accepted in ``Authorization: App <key>``; a key that is
+        neither here nor in ``scoped_keys`` gets 401.
+    :param scoped_keys: keys limited to some scopes (``{"key": ("people:manage", "sms:message:send")}``):
+        such a key gets 403 from an endpoint that none of its scopes opens, as Infobip answers a key
+        created without that scope.
     :param cooldown_scale: multiplies every endpoint interval (0.01 makes the 10 s list-add cooldown 0.1 s;
         0 turns pacing off).
     :param state_file: JSON file the state is loaded from at start and saved to (atomically) after changes,
@@ -33,6 +37,7 @@ class SandboxConfig:
     """
 
     api_keys: list[str]
+    scoped_keys: dict[str, tuple[str, ...]] = field(default_factory=dict)
     cooldown_scale: float = 1.0
     state_file: str | None = None
     undeliverable_prefixes: tuple[str, ...] = ("999",)
@@ -50,8 +55,12 @@ class SandboxConfig:
         if isinstance(self.api_keys, str):
             self.api_keys = [self.api_keys]
         self.api_keys = [key for key in self.api_keys if key]
-        if not self.api_keys:
+        self.scoped_keys = {key: tuple(scopes) for key, scopes in self.scoped_keys.items() if key}
+        if not self.api_keys and not self.scoped_keys:
             raise ValueError("the sandbox needs at least one API key")
+        both = set(self.api_keys) & set(self.scoped_keys)
+        if both:
+            raise ValueError("a key is either full-access or scoped, not both")
         if self.cooldown_scale < 0:
             raise ValueError("cooldown_scale must be >= 0")
         if self.delivery_delay < 0:

@@ -199,6 +199,7 @@ class SandboxCore:
         self.config = config
         self.clock = config.clock
         self.api_keys = frozenset(config.api_keys)
+        self.key_scopes = {key: frozenset(scopes) for key, scopes in config.scoped_keys.items()}
         self.store = SandboxStore()
         self.ledger = CooldownLedger(config.cooldown_scale)
         self.journal = Journal(config.journal_size, config.journal_bodies)
@@ -209,6 +210,15 @@ class SandboxCore:
         if config.state_file:
             loaded = self.store.load_file(config.state_file)
             log.warning("Sandbox state %s", "loaded" if loaded else "starts empty (no state file yet)")
+
+    def knows(self, key: str) -> bool:
+        """Whether ``key`` is one of the sandbox's keys (full access or scoped)."""
+        return key in self.api_keys or key in self.key_scopes
+
+    def may_call(self, key: str, scopes: tuple[str, ...]) -> bool:
+        """Whether ``key`` opens an endpoint that any of ``scopes`` opens (full-access keys open all)."""
+        held = self.key_scopes.get(key)
+        return held is None or not held.isdisjoint(scopes)
 
     def mark_dirty(self) -> None:
         self.dirty = True

@@ -26,8 +26,10 @@ class EndpointSpec:
     :param template: path with ``{param}`` placeholders (one path segment each).
     :param interval: seconds between two accepted calls at cooldown scale 1; 0 means unpaced.
     :param scope: ``"key"``: counted per API key; ``"account"``: one bucket for the whole sandbox account.
-    :param shape: error body shape for 400/429/500 answers (401 is always legacy).
+    :param shape: error body shape of the endpoint's error answers (see :func:`shapes.for_shape`).
     :param mutating: whether a success changes the state (drives persistence).
+    :param scopes: API-key scopes that open the endpoint (any one of them); a scoped key holding none
+        gets 403.
     """
 
     name: str
@@ -37,6 +39,7 @@ class EndpointSpec:
     scope: Scope
     shape: Shape
     mutating: bool
+    scopes: tuple[str, ...]
 
     @property
     def regex(self) -> re.Pattern[str]:
@@ -48,31 +51,59 @@ def _compile(template: str) -> re.Pattern[str]:
     return re.compile(f"^{pattern}$")
 
 
-def _e(name: str, method: str, template: str, interval: float, scope: Scope, shape: Shape, mutating: bool):
-    return EndpointSpec(name, method, template, interval, scope, shape, mutating)
+def _e(
+    name: str,
+    method: str,
+    template: str,
+    interval: float,
+    scope: Scope,
+    shape: Shape,
+    mutating: bool,
+    scopes: tuple[str, ...],
+) -> EndpointSpec:
+    return EndpointSpec(name, method, template, interval, scope, shape, mutating, scopes)
+
+
+# Key scopes, from Infobip's scope catalogue. [assumed]: the list endpoints publish no scope (a list is a
+# People tag underneath, so People's); logs and reports open with the logs scope or sms:manage.
+_ACCOUNT = ("account-management:manage",)
+_PEOPLE = ("people:manage",)
+_PEOPLE_READ = ("people:manage", "people:read")
+_SMS_SEND = ("sms:message:send", "sms:manage", "message:send")
+_SMS_READ = ("sms:logs:read", "sms:manage")
+_SMS_MANAGE = ("sms:manage",)
 
 
 #: Every endpoint the sandbox serves, in the order used to match a request.
 ENDPOINTS: tuple[EndpointSpec, ...] = (
-    _e("account.balance", "GET", "/account/1/balance", 0.0, "key", "legacy", False),
-    _e("lists.create", "POST", "/saas/amplitude/1/lists", 2.0, "key", "legacy", True),
-    _e("lists.add", "POST", "/saas/amplitude/1/lists/{list_id}/add", 10.0, "key", "legacy", True),
-    _e("lists.remove", "POST", "/saas/amplitude/1/lists/{list_id}/remove", 5.0, "key", "legacy", True),
+    _e("account.balance", "GET", "/account/1/balance", 0.0, "key", "legacy", False, _ACCOUNT),
+    _e("lists.create", "POST", "/saas/amplitude/1/lists", 2.0, "key", "legacy", True, _PEOPLE),
+    _e("lists.add", "POST", "/saas/amplitude/1/lists/{list_id}/add", 10.0, "key", "legacy", True, _PEOPLE),
+    _e(
+        "lists.remove",
+        "POST",
+        "/saas/amplitude/1/lists/{list_id}/remove",
+        5.0,
+        "key",
+        "legacy",
+        True,
+        _PEOPLE,
+    ),
     # people.get and people.list share a path; people.get is the one with ?identifier=.
-    _e("people.get", "GET", "/people/2/persons", 0.2, "account", "legacy", False),
-    _e("people.list", "GET", "/people/2/persons", 0.2, "account", "legacy", False),
-    _e("people.create", "POST", "/people/2/persons", 0.1, "account", "legacy", True),
-    _e("people.update", "PATCH", "/people/2/persons", 0.2, "account", "legacy", True),
-    _e("people.upsert", "PATCH", "/people/3/persons/upsert", 0.2, "account", "v3", True),
-    _e("tags.get", "GET", "/people/2/tags/{name}", 0.2, "account", "legacy", False),
-    _e("tags.create", "POST", "/people/2/tags", 0.2, "account", "legacy", True),
-    _e("tags.add", "PATCH", "/people/2/tags/{name}/persons", 0.2, "account", "legacy", True),
-    _e("tags.remove", "DELETE", "/people/2/tags/{name}/persons", 0.2, "account", "legacy", True),
-    _e("sms.send", "POST", "/sms/3/messages", 0.0, "account", "sms3", True),
-    _e("sms.logs", "GET", "/sms/3/logs", 0.5, "account", "sms3", False),
+    _e("people.get", "GET", "/people/2/persons", 0.2, "account", "legacy", False, _PEOPLE_READ),
+    _e("people.list", "GET", "/people/2/persons", 0.2, "account", "legacy", False, _PEOPLE_READ),
+    _e("people.create", "POST", "/people/2/persons", 0.1, "account", "legacy", True, _PEOPLE),
+    _e("people.update", "PATCH", "/people/2/persons", 0.2, "account", "legacy", True, _PEOPLE),
+    _e("people.upsert", "PATCH", "/people/3/persons/upsert", 0.2, "account", "v3", True, _PEOPLE),
+    _e("tags.get", "GET", "/people/2/tags/{name}", 0.2, "account", "legacy", False, _PEOPLE_READ),
+    _e("tags.create", "POST", "/people/2/tags", 0.2, "account", "legacy", True, _PEOPLE),
+    _e("tags.add", "PATCH", "/people/2/tags/{name}/persons", 0.2, "account", "legacy", True, _PEOPLE),
+    _e("tags.remove", "DELETE", "/people/2/tags/{name}/persons", 0.2, "account", "legacy", True, _PEOPLE),
+    _e("sms.send", "POST", "/sms/3/messages", 0.0, "account", "sms3", True, _SMS_SEND),
+    _e("sms.logs", "GET", "/sms/3/logs", 0.5, "account", "sms3", False, _SMS_READ),
     # Reports are handed out once, so reading them changes the state.
-    _e("sms.reports", "GET", "/sms/3/reports", 0.0, "account", "sms3", True),
-    _e("sms.preview", "POST", "/sms/1/preview", 0.0, "account", "legacy", False),
+    _e("sms.reports", "GET", "/sms/3/reports", 0.0, "account", "sms3", True, _SMS_READ),
+    _e("sms.preview", "POST", "/sms/1/preview", 0.0, "account", "legacy", False, _SMS_MANAGE),
 )
 
 BY_NAME: dict[str, EndpointSpec] = {spec.name: spec for spec in ENDPOINTS}

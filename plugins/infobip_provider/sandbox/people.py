@@ -17,7 +17,7 @@ EMAIL_RE = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
 PHONE_RE = re.compile(r"^\+?[0-9]{5,15}$")
-LANGUAGE_RE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
+LANGUAGE_RE = re.compile(r"^[a-z]{2}(-[a-z]{2})?$", re.IGNORECASE)  # en, en-GB, en-gb
 ID_TYPES = ("ID", "EXTERNAL_ID", "EMAIL", "PHONE")
 
 _TEXT_LIMITS = {
@@ -26,14 +26,17 @@ _TEXT_LIMITS = {
     "lastName": 255,
     "middleName": 50,
     "address": 256,
-    "city": 256,
+    "city": 50,
     "country": 50,
-    "profilePicture": 2048,
+    "profilePicture": 2083,
 }
+#: Text fields only the v3 upsert knows.
+_V3_TEXT_LIMITS = {"nickName": 50}
 _ENUMS = {"type": ("CUSTOMER", "LEAD"), "gender": ("MALE", "FEMALE")}
 READ_ONLY = ("id", "createdAt", "modifiedAt", "origin")
 KNOWN = (
     *_TEXT_LIMITS,
+    *_V3_TEXT_LIMITS,
     *_ENUMS,
     "birthDate",
     "preferredLanguage",
@@ -110,16 +113,17 @@ def parse_person(body: Any, *, v3: bool = False) -> tuple[dict[str, Any], Proble
     if not isinstance(body, dict):
         return {}, {"person": ["must be a JSON object"]}
     out: dict[str, Any] = {}
+    limits = {**_TEXT_LIMITS, **_V3_TEXT_LIMITS} if v3 else _TEXT_LIMITS
     for field, value in body.items():
-        if field not in KNOWN:
+        if field not in KNOWN or (field in _V3_TEXT_LIMITS and not v3):
             _add(problems, field, "unknown property")
         elif value is None or field in READ_ONLY:
             continue
-        elif field in _TEXT_LIMITS:
+        elif field in limits:
             if not isinstance(value, str):
                 _add(problems, field, "must be a string")
-            elif len(value) > _TEXT_LIMITS[field]:
-                _add(problems, field, f"size must be between 0 and {_TEXT_LIMITS[field]}")
+            elif len(value) > limits[field]:
+                _add(problems, field, f"size must be between 0 and {limits[field]}")
             else:
                 out[field] = value
         elif field in _ENUMS:
@@ -139,7 +143,7 @@ def parse_person(body: Any, *, v3: bool = False) -> tuple[dict[str, Any], Proble
             if isinstance(value, str) and LANGUAGE_RE.match(value):
                 out[field] = value
             else:
-                _add(problems, field, "must look like xx or xx-YY")
+                _add(problems, field, "must look like xx or xx-YY (any case)")
         elif field == "tags":
             if not isinstance(value, list) or not all(
                 isinstance(t, str) and 0 < len(t) <= TAG_MAX for t in value

@@ -2,7 +2,8 @@
 
 * ``legacy``: ``{"requestError":{"serviceException":{...}}}`` (People v2, lists, SMS v1, account);
 * ``sms3``: ``{"errorCode":"E400",...,"violations":[...]}`` (``/sms/3/*``);
-* ``v3``: ``{"code":400104,"message":...,"details":[...]}`` (People v3 upsert);
+* ``v3``: ``{"code":400104,"message":...,"details":[...]}`` (People v3 upsert, **400 only**: its
+  401/403/429/500 answers use the legacy shape);
 * the list endpoints' ``{"statusCode":"TAG_NOT_FOUND",...}``.
 
 Handlers raise :class:`ApiError`; the app turns it into a JSON answer.
@@ -29,19 +30,14 @@ _LEGACY = {
 _SMS3 = {
     400: ("Request cannot be processed.", "Check the syntax, violations and adjust the request."),
     401: ("Unauthorized access.", "Check the API key."),
+    403: ("Forbidden access.", "Check the API key's scopes."),
     404: ("Resource not found.", "Check the request URL."),
     413: ("Request too large.", "Send fewer messages per request."),
     429: ("Too many requests.", "Reduce the request rate."),
     500: ("Something went wrong.", "Try again later; contact support if it persists."),
 }
 
-_V3 = {
-    400: (400104, "Invalid request."),
-    404: (404000, "Not found."),
-    413: (400104, "Request too large."),
-    429: (429000, "Too many requests."),
-    500: (500000, "Something went wrong."),
-}
+_V3 = {400: (400104, "Invalid request.")}
 
 
 class ApiError(Exception):
@@ -87,7 +83,7 @@ def for_shape(shape: Shape, status: int, problems: dict[str, list[str]] | None =
     problems = problems or {}
     if shape == "sms3":
         return sms3(status, [{"property": p, "violation": m} for p, ms in problems.items() for m in ms])
-    if shape == "v3":
+    if shape == "v3" and status == 400:
         return v3(status, [{"property": p, "message": m} for p, ms in problems.items() for m in ms])
     return legacy(status, validation_errors=problems or None)
 
@@ -102,4 +98,9 @@ def tag_not_found(list_id: str) -> ApiError:
     )
 
 
-UNAUTHORIZED_BODY = legacy(401)
+def forbidden(shape: Shape, scopes: tuple[str, ...]) -> dict[str, Any]:
+    """The 403 a key gets on an endpoint none of whose ``scopes`` it holds."""
+    text = "Forbidden: the API key lacks a scope this endpoint needs (" + " or ".join(scopes) + ")"
+    if shape == "sms3":
+        return sms3(403, description=text)
+    return legacy(403, text=text)

@@ -242,22 +242,31 @@ def sms_status_fields(message: dict[str, Any], now: float) -> dict[str, Any]:
     return {"status": DELIVERED, "error": NO_ERROR}
 
 
-def render(message: dict[str, Any], now: float, currency: str, *, with_text: bool) -> dict[str, Any]:
-    """A log (``with_text``) or delivery report item."""
-    item: dict[str, Any] = {
+def _item(message: dict[str, Any], now: float, currency: str) -> dict[str, Any]:
+    return {
         "bulkId": message.get("bulkId"),
         "messageId": message["messageId"],
-        "destination": message["destination"],
         "sender": message.get("sender"),
         "sentAt": sms_time(message["sentAt"]),
         "doneAt": sms_time(message["doneAt"]) if is_final(message, now) else None,
         "messageCount": message["messageCount"],
         "price": {"pricePerMessage": PRICE_PER_MESSAGE, "currency": currency},
         **sms_status_fields(message, now),
-        "callbackData": message.get("callbackData"),
         "platform": message.get("platform"),
         "campaignReferenceId": message.get("campaignReferenceId"),
     }
-    if with_text:
-        item["content"] = {"text": message.get("text", "")}
+
+
+def render_log(message: dict[str, Any], now: float, currency: str) -> dict[str, Any]:
+    """A ``/sms/3/logs`` item: the recipient is ``destination``, the text is in ``content``; no
+    ``callbackData`` (Infobip's log items carry none)."""
+    item = {**_item(message, now, currency), "destination": message["destination"]}
+    item["content"] = {"text": message.get("text", "")}
+    return {k: v for k, v in item.items() if v is not None}
+
+
+def render_report(message: dict[str, Any], now: float, currency: str) -> dict[str, Any]:
+    """A delivery report (``/sms/3/reports``): the recipient is ``to``, and ``callbackData`` comes back."""
+    item = {**_item(message, now, currency), "to": message["destination"]}
+    item["callbackData"] = message.get("callbackData")
     return {k: v for k, v in item.items() if v is not None}

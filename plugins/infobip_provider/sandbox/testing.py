@@ -23,7 +23,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
@@ -54,7 +54,9 @@ class FakeClock:
 class SandboxProcess:
     """The sandbox running as a subprocess on a free port, stopped (killed if need be) on exit.
 
-    :param api_key: the key the sandbox accepts (also what :meth:`conn_json` puts in the password).
+    :param api_key: the full-access key the sandbox accepts (also what :meth:`conn_json` puts in the password).
+    :param scoped_keys: more keys, each limited to some scopes (``--scoped-key``):
+        ``{"key": ["people:manage", "sms:message:send"]}``.
     :param cooldown_scale: passed to ``--cooldown-scale`` and, by default, to the connection extras.
     :param state_file: ``--state`` file, to test persistence across restarts.
     :param extra_args: more command-line arguments (``["--delivery-delay", "0.5"]``).
@@ -65,11 +67,13 @@ class SandboxProcess:
         self,
         api_key: str = "sandbox-key",
         cooldown_scale: float = 0.01,
+        scoped_keys: Mapping[str, Sequence[str]] | None = None,
         state_file: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
         startup_timeout: float = 20.0,
     ) -> None:
         self.api_key = api_key
+        self.scoped_keys = {key: tuple(scopes) for key, scopes in (scoped_keys or {}).items()}
         self.cooldown_scale = cooldown_scale
         self.state_file = None if state_file is None else str(state_file)
         self.extra_args = tuple(extra_args)
@@ -84,6 +88,8 @@ class SandboxProcess:
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "infobip_provider.sandbox", "--host", "127.0.0.1", "--port", "0"]
         cmd += ["--api-key", self.api_key, "--cooldown-scale", repr(self.cooldown_scale)]
+        for key, scopes in self.scoped_keys.items():
+            cmd += ["--scoped-key", f"{key}={','.join(scopes)}"]
         if self.state_file:
             cmd += ["--state", self.state_file]
         return cmd + list(self.extra_args)
@@ -153,13 +159,14 @@ class SandboxProcess:
     def _extras(self, extras: dict[str, Any]) -> dict[str, Any]:
         return {"cooldown_scale": self.cooldown_scale, **extras}
 
-    def conn_json(self, **extras: Any) -> str:
-        """The value for ``AIRFLOW_CONN_<ID>`` (JSON form) of an ``infobip`` connection to this sandbox."""
+    def conn_json(self, *, api_key: str | None = None, **extras: Any) -> str:
+        """The value for ``AIRFLOW_CONN_<ID>`` (JSON form) of an ``infobip`` connection to this sandbox,
+        with the full-access key unless ``api_key`` names another (a scoped one, a wrong one)."""
         return json.dumps(
             {
                 "conn_type": "infobip",
                 "host": self.base_url,
-                "password": self.api_key,
+                "password": self.api_key if api_key is None else api_key,
                 "extra": self._extras(extras),
             }
         )
