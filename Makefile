@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint install clean
+.PHONY: test demo lint install clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,8 +19,20 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+## The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+chromium:
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; \
+	elif [ "$$CI" = true ]; then echo "CI needs $(CHROMIUM) and there is no apt-get to install it" >&2; exit 1; \
+	else echo "note: no $(CHROMIUM) and no apt-get: the browser tests will skip"; fi
+
 ## make test: install, lint, then the whole test suite (Postgres/Redis tests run when CI=true).
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest
 
 ## make demo: the main job on the embedded default (SQLite, local files, the sandbox).

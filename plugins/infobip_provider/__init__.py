@@ -12,10 +12,14 @@ __version__ = "0.1.0"
 
 
 def _field(label: str, description: str, type_: str, **schema: Any) -> dict[str, Any]:
-    return {"label": label, "description": description, "schema": {"type": type_, **schema}}
+    """An optional extra field. The React UI (Airflow 3) treats a field whose JSON-schema type
+    excludes ``null`` as required, and keeps Save disabled until it is filled; every extra of this
+    connection is optional, so each type admits ``null`` (the default, if any, still pre-fills it)."""
+    return {"label": label, "description": description, "schema": {"type": [type_, "null"], **schema}}
 
 
-#: Extra fields of the ``infobip`` connection (stored in ``Connection.extra``).
+#: Extra fields of the ``infobip`` connection (stored in ``Connection.extra``). The add dialog of
+#: Airflow 3.3 stores every field, unset ones as ``null``; the hook reads ``null`` as "not set".
 CONN_FIELDS: dict[str, dict[str, Any]] = {
     "application_id": _field(
         "Application ID", "Optional Infobip application id sent with messages (platform options).", "string"
@@ -92,5 +96,5 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "extra-links": ["infobip_provider.links.InfobipListLink"],
+        "extra-links": ["infobip_provider.links.InfobipSyncLink", "infobip_provider.links.InfobipPortalLink"],
     }
