@@ -467,7 +467,7 @@ def test_connection_test_with_every_scope_reads_each_product_once(hook, requests
     _answers(requests_mock, OK_PEOPLE, OK_SMS, OK_BALANCE)
     ok, message = hook.test_connection()
     assert ok, message
-    assert "works for every product" in message and "Scopes to add" not in message
+    assert "opens every product the flows use" in message and "Scopes to add" not in message
     rows = {line.split()[0]: line for line in message.splitlines()[1:]}
     for product, path in (
         ("People", "/people/2/persons"),
@@ -484,7 +484,7 @@ def test_connection_test_403_on_the_balance_only_succeeds_and_names_the_optional
     _answers(requests_mock, OK_PEOPLE, OK_SMS, (403, FORBIDDEN))
     ok, message = hook.test_connection()
     assert ok, message
-    assert "works for every product" in message
+    assert "opens every product the flows use" in message
     assert "missing scope (403)" in message
     assert message.splitlines()[-1] == "Scopes to add: account-management:manage (balance, optional)"
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from infobip_provider.sandbox.testing import SandboxProcess
 from tests.conftest import ROOT
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
@@ -61,30 +63,79 @@ def test_connections_add_get_and_test(airflow_env, sandbox):
     assert sandbox.api_key not in ok.stdout + ok.stderr
 
 
-@pytest.mark.parametrize(
-    ("password", "host", "expected"),
-    [
-        pytest.param("wrong-key-4f8a2c", None, "check the connection's password", id="wrong-key"),
-        pytest.param(None, "http://127.0.0.1:9", "check the base URL", id="unreachable"),
-        pytest.param(None, "http://infobip.example.com", "Refusing plain http", id="plain-http"),
-    ],
-)
-def test_connection_test_failures_say_what_to_fix(airflow_env, sandbox, password, host, expected):
-    env = {
-        **airflow_env,
-        "AIRFLOW_CONN_IB_BAD": json.dumps(
-            {
-                "conn_type": "infobip",
-                "host": host or sandbox.base_url,
-                "password": password or sandbox.api_key,
-            }
-        ),
+#: Keys of the sandbox for the connection tests: one without the balance's scope, one for People only.
+NO_BALANCE_KEY = "cli-people-sms-key-7d1e"
+PEOPLE_ONLY_KEY = "cli-people-only-key-93b0"
+
+
+@pytest.fixture(scope="module")
+def scoped_sandbox():
+    scopes = {
+        NO_BALANCE_KEY: ["people:manage", "sms:message:send", "sms:logs:read"],
+        PEOPLE_ONLY_KEY: ["people:manage"],
     }
-    out = airflow(env, "connections", "test", "ib_bad")
-    text = out.stdout + out.stderr
-    assert "Connection success!" not in text
+    with SandboxProcess(api_key="cli-full-key-5c2a", cooldown_scale=0.01, scoped_keys=scopes) as sb:
+        yield sb
+
+
+def connection_test(env, sandbox, *, key, host=None, verbose=False):
+    """``airflow connections test`` of a connection to ``host`` (the sandbox) with ``key``."""
+    conn = {"conn_type": "infobip", "host": host or sandbox.base_url, "password": key}
+    conn["extra"] = {"cooldown_scale": 0.01, "cooldown_backend": "memory"}
+    out = airflow({**env, "AIRFLOW_CONN_IB_TEST": json.dumps(conn)}, "connections", "test", "ib_test",
+                  *(["--verbose"] if verbose else []))  # fmt: skip
+    return out, out.stdout + out.stderr
+
+
+def test_connection_test_of_a_key_without_the_balance_scope_succeeds_and_says_so(airflow_env, scoped_sandbox):
+    out, text = connection_test(airflow_env, scoped_sandbox, key=NO_BALANCE_KEY, verbose=True)
+    assert out.returncode == 0 and "Connection success!" in text, text[-3000:]
+    assert "the API key opens every product the flows use" in text
+    assert re.search(r"balance\s+GET /account/1/balance\s+missing scope \(403\)", text), text[-3000:]
+    assert "Scopes to add: account-management:manage (balance, optional)" in text
+    assert NO_BALANCE_KEY not in text
+    requests = scoped_sandbox.journal()
+    assert [(e["endpoint"], e["status"]) for e in requests[-3:]] == [
+        ("people.list", 200), ("sms.logs", 200), ("account.balance", 403),
+    ]  # fmt: skip
+
+
+def test_connection_test_names_the_flows_a_key_cannot_run(airflow_env, scoped_sandbox):
+    out, text = connection_test(airflow_env, scoped_sandbox, key=PEOPLE_ONLY_KEY, verbose=True)
+    assert out.returncode == 0 and "Connection success!" in text, text[-3000:]
+    assert "the API key lacks scopes for SMS." in text
+    assert "sms:message:send, sms:logs:read (SMS)" in text
+    assert PEOPLE_ONLY_KEY not in text
+
+
+@pytest.mark.parametrize(
+    ("key", "path", "expected"),
+    [
+        pytest.param("wrong-key-4f8a2c", "", "Infobip refused the API key (401): check the API key", id="wrong-key"),
+        pytest.param(None, "/not-infobip", "is not an Infobip API URL", id="not-infobip"),
+    ],
+)  # fmt: skip
+def test_connection_test_failures_say_what_to_fix(airflow_env, scoped_sandbox, key, path, expected):
+    out, text = connection_test(airflow_env, scoped_sandbox, key=key or NO_BALANCE_KEY,
+                                host=scoped_sandbox.base_url + path)  # fmt: skip
+    assert out.returncode != 0 and "Connection failed!" in text
     assert expected in text, text[-2000:]
-    assert (password or sandbox.api_key) not in text  # the key is never printed
+    assert "password" not in text.lower()
+    assert (key or NO_BALANCE_KEY) not in text  # the key is never printed
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        pytest.param("http://127.0.0.1:9", "Cannot reach Infobip at http://127.0.0.1:9: check the Base URL", id="unreachable"),
+        pytest.param("http://infobip.example.com", "Refusing plain http", id="plain-http"),
+    ],
+)  # fmt: skip
+def test_connection_test_of_a_wrong_base_url_fails(airflow_env, scoped_sandbox, host, expected):
+    out, text = connection_test(airflow_env, scoped_sandbox, key=NO_BALANCE_KEY, host=host)
+    assert out.returncode != 0 and "Connection success!" not in text
+    assert expected in text, text[-2000:]
+    assert NO_BALANCE_KEY not in text
 
 
 def test_tasks_test_syncs_the_sample_cohort(airflow_env, sandbox):

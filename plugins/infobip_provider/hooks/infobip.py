@@ -453,7 +453,7 @@ class InfobipHook(BaseHook):
         head = f"Connected to {self.base_url}: " + (
             f"the API key lacks scopes for {', '.join(c.product for c in needed)}."
             if needed
-            else "the API key works for every product checked."
+            else "the API key opens every product the flows use."
         )
         lines = [head, _access_table(results)]
         if missing:
