@@ -159,9 +159,10 @@ def test_the_chart_has_one_bar_group_per_run(store: Store) -> None:
     assert vip.count('<g class="run-bars') == 3
     assert tag.count('<g class="run-bars') == 2
     assert tag.count('<g class="run-bars dry"') == 1
-    # three bars per run, the tallest for the largest count
-    heights = [int(h) for h in re.findall(r'<rect x="\d+" y="\d+" width="5" height="(\d+)"', vip)]
-    assert len(heights) == 9 and max(heights) == heights[0] == 36
+    # three bars per run, the tallest for the largest count, the smallest still visible
+    heights = [int(h) for h in re.findall(r'<rect x="\d+" y="\d+" width="6" height="(\d+)"', vip)]
+    assert len(heights) == 9 and max(heights) == heights[0] == 40
+    assert heights[2] == round((3 / 1200) ** 0.5 * 40) == 2 and heights[1] == 0
 
 
 def test_rejects_download_returns_the_csv(store: Store) -> None:
@@ -230,6 +231,16 @@ def test_no_key_and_no_personal_data_in_the_page(store: Store) -> None:
         assert API_KEY not in text and fingerprint(API_KEY) not in text
         for secret in (*EMAILS, PHONE, "@example."):
             assert secret not in text
+
+
+def test_names_are_escaped(tmp_path: Path) -> None:
+    name = '<img src=x onerror="alert(1)">'
+    target = StateStore(str(tmp_path)).target("0123456789abcdef", "lists", name)
+    target.append_run({**_run("d", "r1", "2025-01-01T00:00:00Z", added=1), "name": name, "outcome": "<b>"})
+    html = _client(Store(str(tmp_path))).get("/").text
+    assert name not in html and "<b>" not in html
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;" in html
+    assert "API key 01234567…" in html  # a fingerprint scope is said to be one
 
 
 def test_one_target_page(store: Store) -> None:

@@ -15,11 +15,11 @@ caller gets 401; then the auth manager decides what the user sees:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
 from infobip_provider.ui import URL_PREFIX, render
 from infobip_provider.ui.data import SAFE_SEGMENT, Store, Target, discover_stores, find_target, load_targets
@@ -172,9 +172,15 @@ def create_app(
             allowed = auth.can_read_connections(user)
         if not allowed:
             raise HTTPException(status_code=403, detail="You may not read the data of this run")
-        data = (target.root / "rejects" / name).read_bytes()
-        return Response(
-            data,
+        path = target.root / "rejects" / name
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as fh:
+                while block := fh.read(1 << 16):
+                    yield block
+
+        return StreamingResponse(
+            chunks(),
             media_type="text/csv; charset=utf-8",
             headers={**HEADERS, "Content-Disposition": f'attachment; filename="{name}"'},
         )

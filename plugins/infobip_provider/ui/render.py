@@ -76,14 +76,15 @@ def series_of(kind: str) -> tuple[str, str, str]:
 
 
 def chart(target: Target) -> str:
-    """One group of three bars per run (latest :data:`CHART_RUNS`), scaled to the largest count."""
+    """One group of three bars per run (latest :data:`CHART_RUNS`); heights grow with the square root of
+    the count, so the runs after a large first backfill still show."""
     runs = target.runs[-CHART_RUNS:]
     if not runs:
         return '<span class="muted">no runs recorded</span>'
     names = series_of(target.kind)
     values = [[run.counts.get(n, 0) for n in names] for run in runs]
     peak = max(max(v) for v in values) or 1
-    bar, height, group = 5, 36, 19
+    bar, height, group = 6, 40, 22
     width = group * len(runs)
     parts = [
         f'<svg class="chart" role="img" width="{width}" height="{height + 2}" '
@@ -96,7 +97,7 @@ def chart(target: Target) -> str:
         cls = "run-bars dry" if run.dry_run else "run-bars"
         parts.append(f'<g class="{cls}" data-outcome="{_e(run.outcome)}"><title>{_e(tip)}</title>')
         for j, (count, colour) in enumerate(zip(counts, _COLOURS, strict=True)):
-            h = 0 if count <= 0 else max(1, round(count / peak * height))
+            h = 0 if count <= 0 else max(1, round((count / peak) ** 0.5 * height))
             x = i * group + j * (bar + 1) + 1
             parts.append(f'<rect x="{x}" y="{height - h + 1}" width="{bar}" height="{h}" fill="{colour}"/>')
         parts.append(f'<rect class="base" x="{i * group}" y="{height + 1}" width="{group - 2}" height="1"/>')
@@ -110,7 +111,11 @@ def _legend() -> str:
     for i, colour in enumerate(_COLOURS):
         label = " / ".join(sorted({SERIES[k][i] for k in SERIES}))
         items.append(f'<span class="key"><i style="background:{colour}"></i>{_e(label)}</span>')
-    return '<p class="legend">Bars per run: ' + " ".join(items) + " (pale: dry run)</p>"
+    return (
+        '<p class="legend">Bars per run: '
+        + " ".join(items)
+        + " (pale: dry run; heights follow the square root of the count, hover a run for its numbers)</p>"
+    )
 
 
 def _airflow_link(url: str | None, text: str, cls: str) -> str:
@@ -310,22 +315,27 @@ def page(stores: Sequence[Store], targets: Sequence[Target], links: Links, *, si
     )
 
 
-#: Links to Airflow pages open in Airflow's own window: the page lives in a sandboxed iframe that may
-#: not navigate the top window, but it is same-origin, so it tells Airflow's router where to go.
+#: Links to Airflow pages open in Airflow's own window: the page lives in an iframe whose sandbox lets
+#: it neither navigate the top window nor open a tab, but it is same-origin, so it tells Airflow's
+#: router where to go, and asks Airflow's window to open the Infobip portal.
 SCRIPT = """
 document.addEventListener("click", function (event) {
-  var link = event.target.closest && event.target.closest("a[data-airflow-link]");
+  var link = event.target.closest && event.target.closest("a[data-airflow-link], a[data-external-link]");
   if (!link || event.defaultPrevented || event.button !== 0 || event.metaKey || event.ctrlKey ||
       event.shiftKey || event.altKey) { return; }
   try {
     var top = window.top;
     if (top === window || top.location.origin !== window.location.origin) { return; }
-    var state = top.history.state || {};
-    var next = { usr: null, key: Math.random().toString(36).slice(2, 10), idx: (state.idx || 0) + 1 };
-    top.history.pushState(next, "", link.getAttribute("href"));
-    top.dispatchEvent(new PopStateEvent("popstate", { state: next }));
+    if (link.hasAttribute("data-external-link")) {
+      top.open(link.href, "_blank", "noopener,noreferrer");
+    } else {
+      var state = top.history.state || {};
+      var next = { usr: null, key: Math.random().toString(36).slice(2, 10), idx: (state.idx || 0) + 1 };
+      top.history.pushState(next, "", link.getAttribute("href"));
+      top.dispatchEvent(new PopStateEvent("popstate", { state: next }));
+    }
     event.preventDefault();
-  } catch (error) { /* not framed by Airflow: the link opens here */ }
+  } catch (error) { /* not framed by Airflow: the link opens as links do */ }
 });
 """
 
