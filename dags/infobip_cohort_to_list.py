@@ -1,6 +1,6 @@
 """Keep an Infobip list equal to a cohort, every day, sending only who entered and who left.
 
-Trigger it from the UI to pick another cohort file, a warehouse query or a dry run; try it with
+Trigger it from the UI to pick your own cohort file, a warehouse query or a dry run; try it with
 ``airflow tasks test infobip_cohort_to_list sync_list 2026-01-01``.
 """
 
@@ -12,10 +12,12 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from infobip_provider.operators.lists import CohortToListOperator
+from infobip_provider.params import COHORT, COHORT_ARGS, TARGET, cohort_params, dry_run_param
 
 
 @dag(
     dag_id="infobip_cohort_to_list",
+    description="Keep an Infobip list equal to a cohort (file or SQL): add who entered, remove who left",
     schedule="@daily",
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -25,25 +27,14 @@ from infobip_provider.operators.lists import CohortToListOperator
     tags=["infobip", "lists"],
     doc_md=__doc__,
     params={
-        "cohort_path": Param(
-            "cohorts/customers.csv",
+        **cohort_params("an email column"),
+        "id_column": Param(
+            "email",
             type="string",
-            title="Cohort file",
-            description="CSV, Parquet or JSON Lines: a path relative to include/, or a URI "
-            "(file://, s3://, gs://). Used when no SQL is given.",
-        ),
-        "cohort_sql": Param(
-            "",
-            type="string",
-            title="Cohort SQL",
-            description="A query (or a .sql file under include/sql) run on the warehouse connection. "
-            "When set, it is used instead of the file.",
-        ),
-        "warehouse_conn_id": Param(
-            "warehouse_default",
-            type="string",
-            title="Warehouse connection",
-            description="Any Airflow SQL connection (SQLite, PostgreSQL, Snowflake ...) for the cohort SQL.",
+            minLength=1,
+            title="User id column",
+            description="The cohort column holding each member's user id (an email).",
+            section=COHORT,
         ),
         "list_name": Param(
             "Airflow demo customers",
@@ -51,24 +42,17 @@ from infobip_provider.operators.lists import CohortToListOperator
             minLength=1,
             title="List name",
             description="The Infobip list kept equal to the cohort; created on the first run.",
-        ),
-        "id_column": Param(
-            "email",
-            type="string",
-            title="User id column",
-            description="The cohort column holding each member's user id (an email).",
+            section=TARGET,
         ),
         "mode": Param(
             "mirror",
             enum=["mirror", "add_only"],
             title="Mode",
             description="mirror: add who entered and remove who left. add_only: never remove.",
+            section=TARGET,
         ),
-        "dry_run": Param(
-            False,
-            type="boolean",
-            title="Dry run",
-            description="Compute and show the plan without calling Infobip.",
+        "dry_run": dry_run_param(
+            False, "Show the plan (who would be added and removed) without calling Infobip."
         ),
     },
 )
@@ -76,9 +60,7 @@ def infobip_cohort_to_list():
     CohortToListOperator(
         task_id="sync_list",
         list_name="{{ params.list_name }}",
-        cohort_path="{{ params.cohort_path }}",
-        cohort_sql="{{ params.cohort_sql }}",
-        cohort_conn_id="{{ params.warehouse_conn_id }}",
+        **COHORT_ARGS,
         id_column="{{ params.id_column }}",
         mode="{{ params.mode }}",
         dry_run="{{ params.dry_run }}",

@@ -14,12 +14,22 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from infobip_provider.operators.sms import SmsBroadcastOperator
+from infobip_provider.params import (
+    COHORT_ARGS,
+    SAFETY,
+    SCHEDULE,
+    TARGET,
+    cohort_params,
+    dry_run_param,
+    optional_text,
+)
 
 DEFAULT_TEXT = "Hi {{first_name}}, your {{plan}} plan now includes SMS alerts. Reply STOP to opt out."
 
 
 @dag(
     dag_id="infobip_sms_broadcast",
+    description="Send one personalised SMS to each member of a cohort, exactly once (starts as a dry run)",
     schedule=None,
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
@@ -29,26 +39,7 @@ DEFAULT_TEXT = "Hi {{first_name}}, your {{plan}} plan now includes SMS alerts. R
     tags=["infobip", "sms"],
     doc_md=__doc__,
     params={
-        "cohort_path": Param(
-            "cohorts/customers.csv",
-            type="string",
-            title="Cohort file",
-            description="CSV, Parquet or JSON Lines with a phone column: a path relative to include/, or "
-            "a URI (file://, s3://, gs://). Used when no SQL is given.",
-        ),
-        "cohort_sql": Param(
-            "",
-            type="string",
-            title="Cohort SQL",
-            description="A query (or a .sql file under include/sql, e.g. sql/active_customers.sql) run on "
-            "the warehouse connection. When set, it is used instead of the file.",
-        ),
-        "warehouse_conn_id": Param(
-            "warehouse_default",
-            type="string",
-            title="Warehouse connection",
-            description="Any Airflow SQL connection (SQLite, PostgreSQL, Snowflake ...) for the cohort SQL.",
-        ),
+        **cohort_params("a phone column (E.164 with +, or national with a country column)"),
         "text": Param(
             DEFAULT_TEXT,
             type="string",
@@ -57,35 +48,34 @@ DEFAULT_TEXT = "Hi {{first_name}}, your {{plan}} plan now includes SMS alerts. R
             title="Message",
             description="The SMS text. {{column}} inserts the recipient's value of a cohort column "
             "(empty when missing); an unknown column stops the run before anything is sent.",
+            section=TARGET,
         ),
-        "sender": Param(
-            "",
-            type="string",
-            title="Sender",
-            description="Alphanumeric sender (3-11 characters) or number (3-16 digits). Empty: the "
-            "connection's sender extra.",
+        "sender": optional_text(
+            "Sender",
+            "Alphanumeric sender (3-11 characters) or number (3-16 digits). Empty: the connection's "
+            "Default SMS sender.",
+            TARGET,
         ),
-        "dry_run": Param(
-            True,
-            type="boolean",
-            title="Dry run",
-            description="Plan only: counts, SMS parts per message, total parts. Nothing is sent.",
+        "dry_run": dry_run_param(
+            True, "Plan only: counts, encoding, SMS parts per message, cost. Nothing is sent."
         ),
         "test_recipients": Param(
             [],
-            type="array",
+            type=["null", "array"],
             items={"type": "string"},
             title="Test recipients",
             description="Phone numbers (E.164, one per line). When given and Dry run is off, only these "
             "numbers get the messages of the first cohort rows; the cohort gets nothing.",
+            section=SAFETY,
         ),
         "delivery_window": Param(
-            {},
-            type="object",
+            None,
+            type=["null", "object"],
             title="Delivery window",
             description='When Infobip may deliver, in UTC, at least one hour long, e.g. {"days": '
             '["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"], "from": "09:00", "to": "20:00"}. '
             "Empty: any time.",
+            section=SCHEDULE,
         ),
     },
 )
@@ -93,9 +83,7 @@ def infobip_sms_broadcast():
     SmsBroadcastOperator(
         task_id="broadcast",
         text="{{ params.text }}",
-        cohort_path="{{ params.cohort_path }}",
-        cohort_sql="{{ params.cohort_sql }}",
-        cohort_conn_id="{{ params.warehouse_conn_id }}",
+        **COHORT_ARGS,
         phone_column="phone",
         country_column="country",
         sender="{{ params.sender }}",
@@ -103,7 +91,8 @@ def infobip_sms_broadcast():
         test_recipients="{{ params.test_recipients }}",
         delivery_time_window="{{ params.delivery_window }}",
         max_segments=4,
-        price_per_segment=0.01,  # EUR per SMS part: put your account's price here
+        price_per_segment=0.01,
+        currency="EUR",  # put your account's price per SMS part and its currency here
     )
 
 

@@ -31,23 +31,23 @@ def test_people_import_dag_shape(dag):
         assert param.schema.get("title") and param.description, name
 
 
-def test_people_import_dag_defaults_read_the_embedded_warehouse(dag):
+def test_people_import_dag_defaults(dag):
     params = dag.params
-    assert params["cohort_sql"] == "sql/people_cohort.sql"
-    assert (ROOT / "include" / "sql" / "people_cohort.sql").is_file()
+    assert params["cohort_sql"] is None and params["cohort_path"] is None  # the sample file
     assert params["warehouse_conn_id"] == "warehouse_default"
     assert params.get_param("person_type").schema["enum"] == ["CUSTOMER", "LEAD"]
-    assert params.get_param("field_map").schema["type"] == "object"
+    assert params.get_param("field_map").schema["type"] == ["null", "object"]
+    assert params["field_map"] is None  # the columns named like standard fields
     assert params["dry_run"] is False
 
 
-def test_every_default_mapped_column_is_selected_by_the_default_sql(dag):
-    from infobip_provider.people import parse_field_map
+def test_the_warehouse_query_selects_the_identities_and_standard_fields():
+    from infobip_provider.people import automatic_field_map
 
     sql = (ROOT / "include" / "sql" / "people_cohort.sql").read_text()
-    mapping = parse_field_map(dag.params["field_map"], dag.params["person_type"], external_id=True)
-    for column in [*mapping.columns, "email", "phone", "customer_id", "country"]:
-        assert f"    {column}," in sql or f"    {column}\n" in sql, column
+    columns = [line.strip().rstrip(",") for line in sql.splitlines() if line.startswith("    ")]
+    assert {"email", "phone", "country"} <= set(columns)
+    assert set(automatic_field_map(columns).values()) >= {"firstName", "lastName", "gender", "birthDate"}
 
 
 def test_people_import_dag_templates_every_param_into_the_operator(dag):

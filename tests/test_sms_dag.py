@@ -47,10 +47,8 @@ def test_params_are_named_titled_and_described(dag):
     schema = {name: dag.params.get_param(name).schema for name in PARAMS}
     assert schema["text"]["format"] == "multiline"
     assert schema["dry_run"]["type"] == "boolean" and dag.params["dry_run"] is True
-    assert schema["test_recipients"]["type"] == "array" and dag.params["test_recipients"] == []
-    assert schema["delivery_window"]["type"] == "object"
-    assert dag.params["cohort_path"] == "cohorts/customers.csv"
-    assert (ROOT / "include" / dag.params["cohort_path"]).is_file()
+    assert "array" in schema["test_recipients"]["type"] and dag.params["test_recipients"] == []
+    assert "object" in schema["delivery_window"]["type"] and dag.params["delivery_window"] is None
 
 
 def rendered(dag, **overrides):

@@ -147,3 +147,34 @@ def test_rejects_file(target):
     assert uri and uri.endswith(".csv") and ":" not in os.path.basename(uri)
     assert "invalid email" in open(uri.replace("file://", "")).read()
     assert target.write_rejects("r", pd.DataFrame()) is None
+
+
+@pytest.mark.parametrize(
+    ("base_url", "scope"),
+    [
+        ("https://abc12.api.infobip.com", "abc12.api.infobip.com"),
+        ("https://ABC12.api.infobip.com/", "abc12.api.infobip.com"),
+        ("https://api.infobip.com", "key-fp"),  # the shared host names no account
+        ("http://127.0.0.1:8765", "key-fp"),  # a sandbox
+        ("https://abc12.api.infobip.com.evil.example", "key-fp"),
+    ],
+)
+def test_an_account_specific_base_url_is_the_scope(base_url, scope):
+    from infobip_provider.state import state_scope
+
+    assert state_scope(base_url, "key-fp") == scope
+
+
+def test_a_target_kept_under_the_key_fingerprint_moves_to_the_account(tmp_path):
+    store = StateStore(str(tmp_path))
+    old = store.target("fp-old", "lists", "VIP")
+    old.write_json("target.json", {"list_id": 7})
+    old.append_run({"name": "VIP", "counts": {"added": 3}})
+    moved = store.target("abc12.api.infobip.com", "lists", "VIP", legacy_scope="fp-old")
+    assert moved.read_json("target.json") == {"list_id": 7}
+    assert moved.read_runs() == [{"name": "VIP", "counts": {"added": 3}}]
+    assert not (tmp_path / "fp-old" / "lists" / slug("VIP")).exists()
+    # once moved, a later key's fingerprint changes nothing
+    again = store.target("abc12.api.infobip.com", "lists", "VIP", legacy_scope="fp-new")
+    assert again.read_json("target.json") == {"list_id": 7}
+    assert [(scope, kind) for scope, kind, _ in store.iter_targets()] == [("abc12.api.infobip.com", "lists")]

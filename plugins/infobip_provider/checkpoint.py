@@ -149,6 +149,22 @@ class Lane:
     window: int = 1
 
 
+def log_progress(
+    what: str, done: int, total: int, size: int, running: int, elapsed: float, eta: float
+) -> None:
+    """One progress line: the batch's number and size, the running total, the time left."""
+    log.info(
+        "%s: batch %d of %d done (%d in this batch, %d so far), %.1f s elapsed, about %.1f s left",
+        what,
+        done,
+        total,
+        size,
+        running,
+        elapsed,
+        eta,
+    )
+
+
 class BatchLanes:
     """Run lanes side by side, journaling every batch; the first failure stops every lane."""
 
@@ -207,11 +223,11 @@ class BatchLanes:
                 total = max(total, lane.done)
                 remaining = total - lane.done
                 if lane.done == total or lane.done % max(1, total // 10) == 0:
-                    log.info(
-                        "%s: batch %d/%d acknowledged (%d ids), %.1fs elapsed, ETA %.1fs",
+                    log_progress(
                         lane.name,
                         lane.done,
                         total,
+                        len(ids),
                         lane.sent_ids,
                         self._clock() - started,
                         remaining * lane.interval,
@@ -242,11 +258,11 @@ class BatchLanes:
                     lane.on_ack(ids, refused)
                 total = max(len(lane.batches), done)
                 if done == total or done % max(1, total // 10) == 0:
-                    log.info(
-                        "%s: batch %d/%d acknowledged (%d ids), %.1fs elapsed, ETA %.1fs",
+                    log_progress(
                         lane.name,
                         done,
                         total,
+                        len(ids),
                         sent_ids,
                         self._clock() - started,
                         (total - done) * lane.interval,

@@ -1,9 +1,13 @@
-"""Operator extra links to the Infobip portal."""
+"""Operator extra links: the target's page in the Airflow UI, and the Infobip portal.
+
+A link points at the right place or is absent. The operator stores each URL in XCom at run time from
+what the run knows; the portal link is stored only for Infobip's own hosts (never for a sandbox) and
+never for a dry run, which changed nothing there.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
@@ -11,21 +15,45 @@ if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
-#: [assumed] The portal has no documented deep link to one list; lists are People tags, so the
-#: link opens People filtered by the list's name.
-PORTAL_PEOPLE_URL = "https://portal.infobip.com/people/persons?tags={name}"
+#: The Infobip portal (it opens the account the browser is signed in to).
+PORTAL_URL = "https://portal.infobip.com/"
+#: Where the Infobip page of this provider is mounted on the api-server (see ``infobip_provider.ui``).
+UI_PREFIX = "/infobip"
 
 
-def list_portal_url(list_name: str) -> str:
-    return PORTAL_PEOPLE_URL.format(name=quote(list_name, safe=""))
+def sync_page_path(scope: str, kind: str, folder: str) -> str:
+    """The Infobip page's view of one target (its runs, counts and rejects)."""
+    return f"{UI_PREFIX}/targets/{scope}/{kind}/{folder}"
 
 
-class InfobipListLink(BaseOperatorLink):
-    """The synced list in the Infobip portal. The operator stores the URL in XCom at run time."""
-
-    name = "Infobip list"
-
+class _XComLink(BaseOperatorLink):
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
         from airflow.sdk.execution_time.xcom import XCom
 
         return XCom.get_value(ti_key=ti_key, key=self.xcom_key) or ""
+
+
+class InfobipSyncLink(_XComLink):
+    """This target's page in the Airflow UI: every run with its counts, and the rejects files."""
+
+    name = "Infobip sync"
+
+
+class InfobipPortalLink(_XComLink):
+    """The Infobip portal, for runs against a real Infobip account."""
+
+    name = "Infobip portal"
+
+
+LINKS = (InfobipSyncLink(), InfobipPortalLink())
+
+
+def set_links(context: Any, hook: Any, target: Any, *, dry_run: bool) -> str | None:
+    """Store this run's link URLs in XCom; return the portal URL (None when there is none)."""
+    parts = str(target.root).rstrip("/").split("/")
+    ti = context["ti"]
+    ti.xcom_push(key=InfobipSyncLink().xcom_key, value=sync_page_path(*parts[-3:]))
+    portal = PORTAL_URL if hook.is_infobip_host and not dry_run else None
+    if portal:
+        ti.xcom_push(key=InfobipPortalLink().xcom_key, value=portal)
+    return portal

@@ -146,6 +146,40 @@ def parse_field_map(
     return PersonMapping(kind, tuple(standard), tuple(custom))
 
 
+#: Column names (case, spaces and punctuation ignored) read as a standard Person field when the user
+#: gives no field map; the field's own name works too (``firstName``, ``first_name``, ``First Name``).
+FIELD_ALIASES = {
+    "givenname": "firstName",
+    "surname": "lastName",
+    "familyname": "lastName",
+    "dateofbirth": "birthDate",
+    "dob": "birthDate",
+    "language": "preferredLanguage",
+    "lang": "preferredLanguage",
+    "customerid": "externalId",
+}
+
+
+def _folded(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def automatic_field_map(columns: Iterable[str], *, external_id: bool = False) -> dict[str, str]:
+    """The field map used when the user gives none: each cohort column named like a standard Person
+    field (or one of :data:`FIELD_ALIASES`) fills that field, the first such column per field. Other
+    columns are not sent: a custom attribute must be named in a field map (Infobip needs it defined)."""
+    by_name = {_folded(f): f for f in STANDARD_FIELDS} | FIELD_ALIASES
+    chosen: dict[str, str] = {}
+    taken = {"externalId"} if external_id else set()
+    for column in columns:
+        target = by_name.get(_folded(column))
+        if target is None or target in taken or target == "country":  # country reads phone numbers
+            continue
+        taken.add(target)
+        chosen[column] = target
+    return chosen
+
+
 def _field_map_text(text: str) -> Any:
     """The object a field map's text stands for: JSON, else a Python literal (``str()`` of a dict)."""
     from infobip_provider.operators.common import read_literal

@@ -851,7 +851,9 @@ class SegmentPlan:
         if max_segments is not None and count.segments > max_segments:
             self.too_long += 1
 
-    def as_dict(self, price_per_segment: float | None = None, top_characters: int = 20) -> dict[str, Any]:
+    def as_dict(
+        self, price_per_segment: float | None = None, top_characters: int = 20, currency: str | None = None
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {
             "messages": self.messages,
             "total_segments": self.total_segments,
@@ -871,7 +873,40 @@ class SegmentPlan:
         if price_per_segment is not None:
             out["price_per_segment"] = price_per_segment
             out["estimated_cost"] = round(self.total_segments * price_per_segment, 6)
+            if currency:
+                out["currency"] = currency
         return out
+
+    def lines(self, price_per_segment: float | None = None, currency: str | None = None) -> list[str]:
+        """The plan as a few log lines: encoding (and what forces UCS-2), parts per message, total, cost."""
+        if not self.messages:
+            return ["No message to send"]
+        encodings = ", ".join(f"{n} {name}" for name, n in sorted(self.by_encoding.items()))
+        lines = [f"Encoding: {encodings}"]
+        if self.ucs2_characters:
+            shown = ", ".join(
+                f"{describe_character(c)} in {n}" for c, n in self.ucs2_characters.most_common(5)
+            )
+            more = len(self.ucs2_characters) - 5
+            lines[0] += f"; characters forcing UCS-2: {shown}" + (f" and {more} more" if more > 0 else "")
+        parts = ", ".join(
+            f"{n} messages of {k} part{'s' if k > 1 else ''}" for k, n in sorted(self.by_segments.items())
+        )
+        lines.append(f"SMS parts per message: {parts}")
+        if self.longest is not None:
+            lines[-1] += (
+                f"; the longest: {self.longest.length} characters, {self.longest.segments} parts "
+                f"({self.longest.encoding})"
+            )
+        total = f"Total: {self.messages} messages, {self.total_segments} SMS parts"
+        if price_per_segment is not None:
+            unit = f" {currency}" if currency else ""
+            total += (
+                f"; cost at {price_per_segment:g}{unit} per part: "
+                f"{round(self.total_segments * price_per_segment, 6):g}{unit}"
+            )
+        lines.append(total)
+        return lines
 
 
 # ------------------------------------------------------------------------------------------ ledger

@@ -8,6 +8,8 @@ A *target* is one list, tag or broadcast under one API key. Its folder holds:
   each batch is sent and an *ack* record once Infobip answered it. A killed task folds the
   acknowledged batches into the snapshot on its next start, so nothing confirmed is sent again;
 - ``rejects/<run>.csv``: the rows of each run that were not used, with reasons;
+- ``runs.jsonl``: one line per finished run (see :meth:`TargetState.append_run`), what the
+  Infobip page in the Airflow UI draws;
 - ``.lock``: one sync per target at a time.
 
 Every whole-file write goes to a temporary name first and is then renamed, so a reader sees the
@@ -117,24 +119,31 @@ class TargetState:
     # ------------------------------------------------------------------- journal
     def append_journal(self, record: dict[str, Any]) -> None:
         """Append one checkpoint record durably (fsync'd locally; rewritten on object stores)."""
-        line = (json.dumps(record, separators=(",", ":")) + "\n").encode()
+        self.append_journal_line("journal.jsonl", record)
+
+    def append_journal_line(self, name: str, record: dict[str, Any]) -> None:
+        """Append one JSON line to the file ``name`` durably."""
+        line = (json.dumps(record, separators=(",", ":"), default=str) + "\n").encode()
         with self._journal_lock:
             self.root.mkdir(parents=True, exist_ok=True)
             if self.is_local:
-                fd = os.open(self._local("journal.jsonl"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                fd = os.open(self._local(name), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
                 try:
                     os.write(fd, line)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
                 return
-            path = self.root / "journal.jsonl"
+            path = self.root / name
             old = path.read_bytes() if path.exists() else b""
-            self._atomic_write("journal.jsonl", old + line)
+            self._atomic_write(name, old + line)
 
     def read_journal(self) -> list[dict[str, Any]]:
         """Every complete record; a torn last line (killed mid-write) is ignored."""
-        path = self.root / "journal.jsonl"
+        return self._read_lines("journal.jsonl")
+
+    def _read_lines(self, name: str) -> list[dict[str, Any]]:
+        path = self.root / name
         if not path.exists():
             return []
         records = []
@@ -147,6 +156,22 @@ class TargetState:
 
     def clear_journal(self) -> None:
         self.delete("journal.jsonl")
+
+    # ---------------------------------------------------------------------- runs
+    def append_run(self, record: dict[str, Any]) -> None:
+        """Record one finished run of this target: counts only, never a key or a person's data.
+
+        Keys: ``kind`` (lists, tags, broadcasts), ``name``, ``dag_id``, ``run_id``, ``task_id``,
+        ``map_index``, ``finished_at`` (ISO 8601 UTC), ``dry_run``, ``outcome`` (``success`` or
+        ``failed``), ``size`` (members confirmed after the run), ``counts`` (name → number: added,
+        removed, rejected, unchanged, sent ...), ``rejects`` (file names under ``rejects/``) and
+        ``link`` (the Infobip portal URL, or None).
+        """
+        self.append_journal_line("runs.jsonl", record)
+
+    def read_runs(self) -> list[dict[str, Any]]:
+        """Every recorded run, oldest first (a torn last line is ignored)."""
+        return self._read_lines("runs.jsonl")
 
     # ------------------------------------------------------------------- rejects
     def write_rejects(self, run_id: str, frame: pd.DataFrame) -> str | None:
@@ -192,12 +217,58 @@ class TargetState:
                 self.delete(".lease.json")
 
 
+#: The kinds of target the operators keep, each a folder under a scope.
+KINDS = ("lists", "tags", "broadcasts")
+
+_ACCOUNT_HOST = re.compile(r"^(?!api\.)[a-z0-9-]+\.api(?:-[a-z0-9]+)?\.infobip\.com$")
+
+
+def state_scope(base_url: str, key_fingerprint: str) -> str:
+    """The folder that separates one Infobip account's targets from another's.
+
+    An account-specific base URL (``xxxxx.api.infobip.com``) names the account, so its host is the
+    scope and rotating the API key keeps every list, tag and broadcast. Any other base URL (the
+    shared ``api.infobip.com``, a sandbox) says nothing about the account: the key's fingerprint is
+    the scope there.
+    """
+    from urllib.parse import urlsplit
+
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host if _ACCOUNT_HOST.match(host) else key_fingerprint
+
+
 class StateStore:
-    """All targets under one state URI, separated by API-key fingerprint and kind."""
+    """All targets under one state URI, separated by account scope (:func:`state_scope`) and kind."""
 
     def __init__(self, uri: str) -> None:
         self.uri = uri
         self.root = as_storage_path(uri)
 
-    def target(self, key_fingerprint: str, kind: str, name: str) -> TargetState:
-        return TargetState(self.root / key_fingerprint / kind / slug(name))
+    def target(self, scope: str, kind: str, name: str, *, legacy_scope: str | None = None) -> TargetState:
+        """The state of one target. A folder kept under ``legacy_scope`` (the API-key fingerprint,
+        before account-specific base URLs named the scope) is moved to ``scope`` on first use."""
+        root = self.root / scope / kind / slug(name)
+        if legacy_scope and legacy_scope != scope and not root.exists():
+            old = self.root / legacy_scope / kind / slug(name)
+            if old.exists():
+                (self.root / scope / kind).mkdir(parents=True, exist_ok=True)
+                if old.protocol in ("file", "local", ""):
+                    os.rename(str(old.path), str(root.path))
+                else:
+                    old.fs.mv(old.path, root.path, recursive=True)
+        return TargetState(root)
+
+    def iter_targets(self) -> Iterator[tuple[str, str, TargetState]]:
+        """Every target folder: ``(scope, kind, state)``."""
+        if not self.root.exists():
+            return
+        for scope in sorted(self.root.iterdir(), key=lambda p: p.name):
+            if not scope.is_dir():
+                continue
+            for kind in KINDS:
+                folder = scope / kind
+                if not folder.is_dir():
+                    continue
+                for target in sorted(folder.iterdir(), key=lambda p: p.name):
+                    if target.is_dir():
+                        yield scope.name, kind, TargetState(target)

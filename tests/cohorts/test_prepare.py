@@ -221,9 +221,24 @@ def test_country_column_reads_national_numbers_per_row(tmp_path):
     assert prepared.stats["unknown_country_rows"] == 1
 
 
-def test_country_column_configured_but_absent(tmp_path):
-    with pytest.raises(CohortError, match=r"cohort column 'cc' \(country for key='phone'\) not found"):
-        _prepare(tmp_path, "phone\n+14155552671\n", columns=IdentityColumns(country="cc"), key="phone")
+def test_country_column_absent_reads_international_numbers_and_rejects_unreadable(tmp_path, caplog):
+    text = (
+        "email,phone,first_name,last_name,plan\n"
+        ",+41 79 100 00 00,Anna,Meier,pro\n"  # international: read as it is
+        ",+385 91 234 5678,Ivo,Horvat,free\n"
+        ",(415) 555-2671,Sam,Lee,free\n"  # national: the default region (US)
+        ",091 234 5678,Ana,Kovac,pro\n"  # national but not a US number: rejected with a reason
+    )
+    with caplog.at_level("INFO", logger="infobip_provider.cohorts.prepare"):
+        prepared = _prepare(
+            tmp_path, text, columns=IdentityColumns(email="email", country="country"), key="email_or_phone"
+        )
+    assert prepared.members["phone"].tolist() == ["41791000000", "385912345678", "14155552671"]
+    assert _rejects(prepared) == [(4, None, "091 234 5678", "invalid phone")]
+    said = [r.getMessage() for r in caplog.records if "no country column" in r.getMessage()]
+    assert len(said) == 1
+    assert "'country'" in said[0]
+    assert "US" in said[0]
 
 
 def test_header_only_file_is_an_empty_cohort(tmp_path):
@@ -283,7 +298,9 @@ def test_reject_ratio_below_threshold_warns_with_counts(tmp_path):
     prepared = _with_invalid(tmp_path, good=96, bad=4)
     log = RecordingLog()
     prepared.check_reject_ratio(0.05, log)
-    assert log.messages("warning") == ["4 of 100 cohort rows (4.0%) rejected: invalid email 4"]
+    assert log.messages("warning") == [
+        f"Cohort from {prepared.source}: 100 rows read, 96 members, 4 rows not used: 4 invalid email"
+    ]
 
 
 def test_reject_ratio_at_threshold_passes(tmp_path):
@@ -305,7 +322,7 @@ def test_reject_ratio_above_threshold_fails_the_task(tmp_path):
 def test_no_threshold_never_fails(tmp_path):
     log = RecordingLog()
     _with_invalid(tmp_path, good=1, bad=9).check_reject_ratio(None, log)
-    assert "9 of 10" in log.messages("warning")[0]
+    assert "10 rows read, 1 members, 9 rows not used: 9 invalid email" in log.messages("warning")[0]
 
 
 def test_duplicates_do_not_count_towards_the_ratio(tmp_path):
@@ -313,7 +330,10 @@ def test_duplicates_do_not_count_towards_the_ratio(tmp_path):
     log = RecordingLog()
     prepared.check_reject_ratio(0.0, log)
     assert log.messages("warning") == []
-    assert log.messages("info") == ["90 duplicate cohort rows collapsed (the first row wins)"]
+    assert log.messages("info") == [
+        f"Cohort from {prepared.source}: 100 rows read, 10 members, 90 rows not used: "
+        "90 repeating an earlier row's email"
+    ]
 
 
 def test_zero_threshold_fails_on_one_invalid_row(tmp_path):
@@ -323,8 +343,11 @@ def test_zero_threshold_fails_on_one_invalid_row(tmp_path):
 
 def test_empty_cohort_warns(tmp_path):
     log = RecordingLog()
-    _prepare(tmp_path, "email\n").check_reject_ratio(0.1, log)
-    assert log.messages("warning") == ["the cohort is empty: 0 rows read, no usable member"]
+    prepared = _prepare(tmp_path, "email\n")
+    prepared.check_reject_ratio(0.1, log)
+    assert log.messages("warning") == [
+        f"Cohort from {prepared.source}: 0 rows read, 0 members (the cohort is empty)"
+    ]
 
 
 @pytest.mark.parametrize("bad", [-0.1, 1.5])

@@ -39,7 +39,8 @@ class FakeHook:
     def __init__(self, conn_id: str = "infobip_default") -> None:
         self.calls: dict[str, int] = {}
         self.waited: dict[str, float] = {}
-        self.key_fingerprint = "fp"
+        self.key_fingerprint = self.state_scope = "fp"
+        self.is_infobip_host = False
         FakeHook.instances.append(self)
 
     @classmethod
@@ -341,10 +342,12 @@ def test_dry_run_plans_without_calls_or_state(fake, tmp_path):
     rows[0]["first_name"] = "x" * 300
     summary = run(write_cohort(tmp_path / "c.csv", rows), dry_run="true")
     assert FakeHook.log == []
-    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("rejects"))
+    assert not list(tmp_path.rglob("*.parquet")) and not list(tmp_path.rglob("journal.jsonl"))
     assert summary["to_upsert"] == 4 and summary["to_tag"] == 4 and summary["held"] == 1
     assert summary["calls_planned"] == {"people.upsert": 2, "tags.add": 2, "tags.remove": 0}
-    assert summary["rejects_uri"] is None
+    # the dry run shows which rows would not be used, and why
+    rejects = pd.read_csv(summary["rejects_uri"].removeprefix("file://"))
+    assert rejects["reason"].str.contains("firstName").tolist() == [True]
 
 
 def test_value_rejects_count_towards_max_reject_ratio(fake, tmp_path):

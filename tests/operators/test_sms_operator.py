@@ -53,7 +53,8 @@ class FakeInfobip:
 
     def __init__(self, state_uri: str, sender: str | None = "InfoSMS") -> None:
         self.state_uri = state_uri
-        self.key_fingerprint = "fp-test"
+        self.key_fingerprint = self.state_scope = "fp-test"
+        self.is_infobip_host = False
         self.defaults = {"sender": sender, "application_id": "app-conn", "entity_id": None}
         self.messages: list[dict[str, Any]] = []
         self.bodies: list[dict[str, Any]] = []
@@ -120,6 +121,9 @@ class FakeInfobip:
         if fault == "die_after":
             raise Crash("killed after Infobip committed")
         return answer
+
+    def interval(self, endpoint: str) -> float:
+        return 0.0
 
     def sms_logs(self, *, bulk_id=None, message_ids=(), limit=1000) -> list[dict[str, Any]]:
         self._count("sms.logs")

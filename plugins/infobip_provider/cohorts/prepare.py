@@ -94,8 +94,28 @@ class PreparedCohort:
     def empty(self) -> bool:
         return bool(self.stats.get("empty"))
 
+    def describe(self) -> str:
+        """One sentence for the task log: where the cohort came from and what became of its rows."""
+        stats = self.stats
+        rows, members = stats["rows_read"], stats["members"]
+        head = f"Cohort from {self.source}: {rows} rows read, {members} members"
+        if not members:
+            head += " (the cohort is empty)"
+        not_used = stats["rejected"]
+        if not not_used:
+            return head
+        parts = [
+            f"{count} {reason}"
+            for reason, count in sorted(stats["rejected_by_reason"].items())
+            if reason != DUPLICATE
+        ]
+        if stats["duplicates"]:
+            parts.append(f"{stats['duplicates']} repeating an earlier row's {self.key.replace('_', ' ')}")
+        return f"{head}, {not_used} rows not used: {', '.join(parts)}"
+
     def check_reject_ratio(self, max_reject_ratio: float | None, log: Any = None) -> None:
-        """Warn about rejected rows, or fail when their share is above ``max_reject_ratio``.
+        """Log :meth:`describe` (a warning when rows were invalid or nobody is left), and fail when the
+        share of invalid rows is above ``max_reject_ratio``.
 
         The ratio counts rows rejected for a missing or invalid identity over rows read; duplicates are
         collapsed, not bad data, and do not count. ``None`` never fails.
@@ -108,22 +128,20 @@ class PreparedCohort:
         rows = self.stats["rows_read"]
         invalid = self.stats["invalid"]
         ratio = invalid / rows if rows else 0.0
-        reasons = ", ".join(
-            f"{reason} {count}"
-            for reason, count in sorted(self.stats["rejected_by_reason"].items())
-            if reason != DUPLICATE
-        )
         if max_reject_ratio is not None and ratio > max_reject_ratio:
+            reasons = ", ".join(
+                f"{reason} {count}"
+                for reason, count in sorted(self.stats["rejected_by_reason"].items())
+                if reason != DUPLICATE
+            )
             raise RejectRatioExceeded(
                 f"{invalid} of {rows} cohort rows ({ratio:.1%}) were rejected ({reasons}), above "
                 f"max_reject_ratio {max_reject_ratio:.1%}; see the rejects file for rows and reasons"
             )
-        if invalid:
-            logger.warning("%s of %s cohort rows (%.1f%%) rejected: %s", invalid, rows, ratio * 100, reasons)
-        if self.stats["duplicates"]:
-            logger.info("%s duplicate cohort rows collapsed (the first row wins)", self.stats["duplicates"])
-        if self.empty:
-            logger.warning("the cohort is empty: %s rows read, no usable member", rows)
+        if invalid or self.empty:
+            logger.warning("%s", self.describe())
+        else:
+            logger.info("%s", self.describe())
 
     def write_rejects(self, path: str) -> str:
         """Write the rejects as CSV (``row,key,value,reason``) to a local path or URI; return it."""
@@ -246,7 +264,9 @@ class _Layout:
     extras: dict[str, str]  # source column -> member column
 
 
-def _layout(found: list[str], cols: IdentityColumns, key: str, source: CohortSource) -> _Layout:
+def _layout(
+    found: list[str], cols: IdentityColumns, key: str, source: CohortSource, region: str | None
+) -> _Layout:
     needed = {
         "email": ("email",),
         "phone": ("phone",),
@@ -260,13 +280,21 @@ def _layout(found: list[str], cols: IdentityColumns, key: str, source: CohortSou
         wanted = getattr(cols, name)
         column = _resolve(found, wanted)
         if wanted is not None and column is None:
-            if name in needed or name == "country":
+            if name in needed:
                 shown = ", ".join(found) if found else "none"
                 raise CohortError(
                     f"cohort column {wanted!r} ({name} for key={key!r}) not found in {source.describe()}; "
                     f"columns found: {shown}"
                 )
-            _log.warning("cohort has no %s column %r: it is left empty", name, wanted)
+            if name == "country":
+                _log.info(
+                    "the cohort has no country column %r: international numbers (+...) are read as they "
+                    "are, national ones as numbers of %s",
+                    wanted,
+                    region or "no region (rejected)",
+                )
+            else:
+                _log.warning("the cohort has no %s column %r: it is left empty", name, wanted)
         resolved[name] = column
     identity = {
         resolved[n] for n in ("email", "phone", "external_id") if resolved[n] is not None
@@ -483,7 +511,7 @@ def prepare_cohort(
             found = [str(c) for c in chunk.columns]
             if not found and len(chunk) == 0:
                 continue  # an empty file: no header, no rows
-            run = _Run(key, _layout(found, cols, key, source), region)
+            run = _Run(key, _layout(found, cols, key, source, region), region)
         if len(chunk):
             run.add(chunk, np.arange(rows_read + 1, rows_read + len(chunk) + 1, dtype=np.int64))
             rows_read += len(chunk)
@@ -526,7 +554,7 @@ def prepare_cohort(
     }
     if unknown_regions:
         stats["unknown_country_rows"] = unknown_regions
-    _log.info(
+    _log.debug(
         "cohort prepared from %s: %s rows read, %s members, %s rejected (%s duplicates)",
         stats["source"],
         rows_read,

@@ -164,11 +164,17 @@ def _bool_extra(extras: dict[str, Any], name: str) -> bool:
     raise InfobipConfigError(f"Connection extra {name!r} must be true or false, got {value!r}")
 
 
+def infobip_host(base_url: str) -> bool:
+    """True when ``base_url`` is one of Infobip's own hosts (not a sandbox)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    return host == "infobip.com" or host.endswith(".infobip.com")
+
+
 def _cooldown_scale(extras: dict[str, Any], base_url: str) -> float:
     """The connection's cooldown scale; below 1 only for a sandbox, never for Infobip's own hosts."""
     scale = _float_extra(extras, "cooldown_scale", 1.0, 0.0)
     host = (urlsplit(base_url).hostname or "").lower()
-    if scale < 1.0 and (host == "infobip.com" or host.endswith(".infobip.com")):
+    if scale < 1.0 and infobip_host(base_url):
         raise InfobipConfigError(
             f"cooldown_scale {scale} would call {host} faster than Infobip allows (429s, a blocked key). "
             "Scales below 1 are for the sandbox; set cooldown_scale to 1 (or leave it out) for a real account."
@@ -276,6 +282,19 @@ class InfobipHook(BaseHook):
     def key_fingerprint(self) -> str:
         """A short irreversible name of the API key (for state paths and logs)."""
         return self._settings["key_scope"]
+
+    @property
+    def state_scope(self) -> str:
+        """The state store folder of this connection's account (see :func:`state.state_scope`):
+        the host of an account-specific base URL, else the API key's fingerprint."""
+        from infobip_provider.state import state_scope
+
+        return state_scope(self.base_url, self.key_fingerprint)
+
+    @property
+    def is_infobip_host(self) -> bool:
+        """True when the base URL is one of Infobip's own hosts (not a sandbox)."""
+        return infobip_host(self.base_url)
 
     @cached_property
     def session(self) -> requests.Session:

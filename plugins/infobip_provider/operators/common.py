@@ -73,16 +73,103 @@ def sql_text(sql: str, operator: Any, context: Any) -> str:
     return text
 
 
-def cohort_source_for(operator: Any, context: Any) -> Any:
-    """The cohort source an operator names: ``cohort_sql`` (with ``cohort_conn_id``) or ``cohort_path``."""
-    from infobip_provider.cohorts import cohort_source
+def text_or_none(value: Any) -> str | None:
+    """A text param as text, ``None`` when not given.
 
-    sql = operator.cohort_sql
-    if sql and str(sql).strip():
-        return cohort_source(sql=sql_text(str(sql), operator, context), conn_id=operator.cohort_conn_id)
-    if operator.cohort_path and str(operator.cohort_path).strip():
-        return cohort_source(path=str(operator.cohort_path).strip())
-    raise AirflowFailException("Give the cohort as cohort_path (a file) or cohort_sql (a query)")
+    ``render_template_as_native_obj`` turns ``"2026"`` into a number (read back as text) and an empty
+    or ``None`` param into ``None``; a template rendered as text gives ``"None"`` for a ``None`` param.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None") else text
+
+
+def cohort_source_for(operator: Any, context: Any) -> Any:
+    """The cohort the user named: ``cohort_path`` (a file) or ``cohort_sql`` (a query on
+    ``cohort_conn_id``), exactly one of them.
+
+    :raises CohortError: both or neither are given.
+    """
+    from infobip_provider.cohorts import CohortError, cohort_source
+
+    path, sql = text_or_none(operator.cohort_path), text_or_none(operator.cohort_sql)
+    if path and sql:
+        raise CohortError(
+            f"Both a cohort file ({path!r}) and a cohort SQL were given: give one of cohort_path and "
+            "cohort_sql, and leave the other empty"
+        )
+    if sql:
+        return cohort_source(
+            sql=sql_text(sql, operator, context),
+            conn_id=text_or_none(operator.cohort_conn_id) or "warehouse_default",
+        )
+    if path:
+        return cohort_source(path=path)
+    raise CohortError("Give the cohort as cohort_path (a file or URI) or cohort_sql (a query or a .sql file)")
+
+
+#: ``airflow tasks test`` runs a task in a new temporary DAG run on every call.
+TEMPORARY_RUN_PREFIX = "__airflow_temporary_run_"
+
+
+def run_key(context: Any) -> str:
+    """The run a task's state belongs to: its ``run_id``, or for ``airflow tasks test`` (a new
+    temporary run id on every call) the logical date, so that two calls for one date are one run."""
+    run_id = str(context.get("run_id") or "manual")
+    logical = context.get("logical_date")
+    if run_id.startswith(TEMPORARY_RUN_PREFIX) and logical is not None:
+        return f"tasks_test__{logical.isoformat()}"
+    return run_id
+
+
+def target_state(hook: Any, kind: str, name: str, log: Any) -> Any:
+    """The state of one target of the hook's account (moved from the API-key folder of earlier
+    versions on first use); logs where it lives."""
+    from infobip_provider.state import StateStore
+
+    target = StateStore(hook.state_uri).target(
+        hook.state_scope, kind, name, legacy_scope=hook.key_fingerprint
+    )
+    log.info("State of %s %r: %s", kind.rstrip("s"), name, target.root)
+    return target
+
+
+def record_run(
+    target: Any,
+    context: Any,
+    *,
+    kind: str,
+    name: str,
+    dry_run: bool,
+    size: int | None,
+    counts: dict[str, int],
+    rejects_uri: str | None,
+    link: str | None = None,
+    outcome: str = "success",
+) -> None:
+    """Append the run to the target's history (``runs.jsonl``), which the Infobip page draws."""
+    from datetime import UTC, datetime
+
+    ti = context.get("ti")
+    map_index = getattr(ti, "map_index", -1)
+    target.append_run(
+        {
+            "kind": kind,
+            "name": name,
+            "dag_id": getattr(ti, "dag_id", None),
+            "run_id": str(context.get("run_id") or ""),
+            "task_id": getattr(ti, "task_id", None),
+            "map_index": map_index if isinstance(map_index, int) else -1,
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "dry_run": dry_run,
+            "outcome": outcome,
+            "size": size,
+            "counts": {k: int(v) for k, v in counts.items()},
+            "rejects": [rejects_uri.rsplit("/", 1)[-1]] if rejects_uri else [],
+            "link": link,
+        }
+    )
 
 
 def read_literal(text: str) -> Any:

@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from infobip_provider.links import InfobipListLink, list_portal_url
+from infobip_provider.links import LINKS, set_links
 from infobip_provider.operators.common import (
     as_bool,
     check_removal_guard,
     cohort_source_for,
+    record_run,
+    run_key,
+    target_state,
     validate_sync_args,
 )
 
@@ -102,7 +105,7 @@ class CohortToListOperator(BaseOperator):
 
     :param list_name: the Infobip list to keep in step (templated). Its id is remembered in the state store.
     :param cohort_path: a CSV/Parquet/JSONL file, relative to ``include/`` or any URI (templated).
-    :param cohort_sql: SQL or a ``.sql`` file under ``include/sql`` (templated); wins over ``cohort_path``.
+    :param cohort_sql: SQL or a ``.sql`` file under ``include/sql`` (templated); give this or ``cohort_path``.
     :param cohort_conn_id: the warehouse connection for ``cohort_sql`` (any common.sql database).
     :param id_column: the column holding the list's user ids (emails) (templated).
     :param mode: ``mirror`` (add and remove) or ``add_only`` (templated).
@@ -127,7 +130,7 @@ class CohortToListOperator(BaseOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"cohort_sql": "sql"}
     ui_color = "#ff8a3d"
-    operator_extra_links = (InfobipListLink(),)
+    operator_extra_links = LINKS
 
     def __init__(
         self,
@@ -161,7 +164,6 @@ class CohortToListOperator(BaseOperator):
     # ------------------------------------------------------------------ execute
     def execute(self, context: Context) -> dict[str, Any]:
         from infobip_provider.hooks.infobip import InfobipHook
-        from infobip_provider.state import StateStore
 
         # Native rendering turns a name like "2026" into a number: names are text.
         self.list_name, self.id_column, self.mode = (
@@ -174,13 +176,7 @@ class CohortToListOperator(BaseOperator):
             raise AirflowFailException("list_name must not be empty")
         dry_run = as_bool(self.dry_run, "dry_run")
         hook = InfobipHook(self.infobip_conn_id)
-        target = StateStore(hook.state_uri).target(hook.key_fingerprint, "lists", self.list_name)
-        self.log.info(
-            "State of the list %r (API key fingerprint %s): %s",
-            self.list_name,
-            hook.key_fingerprint,
-            target.root,
-        )
+        target = target_state(hook, "lists", self.list_name, self.log)
         with target.lock(f"the list {self.list_name!r}"):
             return self._sync(hook, target, context, batch_size, max_removal_ratio, dry_run)
 
@@ -188,9 +184,7 @@ class CohortToListOperator(BaseOperator):
         from infobip_provider.cohorts import IdentityColumns, prepare_cohort
 
         source = cohort_source_for(self, context)
-        prepared = prepare_cohort(source, IdentityColumns(email=self.id_column, phone=None), key="email")
-        prepared.check_reject_ratio(self.max_reject_ratio, self.log)
-        return prepared
+        return prepare_cohort(source, IdentityColumns(email=self.id_column, phone=None), key="email")
 
     def _sync(
         self,
@@ -219,8 +213,11 @@ class CohortToListOperator(BaseOperator):
                 target.clear_journal()
 
         prepared = self._read_cohort(context)
-        run_id = str(context.get("run_id") or "manual")
-        rejects_uri = None if dry_run else target.write_rejects(run_id, prepared.rejects)
+        run_id = run_key(context)
+        rejects_uri = target.write_rejects(run_id, prepared.rejects)
+        prepared.check_reject_ratio(self.max_reject_ratio, self.log)
+        if rejects_uri:
+            self.log.info("Cohort rows not used, with reasons: %s", rejects_uri)
         cohort_ids = prepared.members["key"].tolist()
         plan = plan_list(cohort_ids, snapshot, self.mode)
         confirmed = int((snapshot["status"] == MEMBER).sum())
@@ -236,15 +233,42 @@ class CohortToListOperator(BaseOperator):
             "unchanged": plan.unchanged,
             "rejects_uri": rejects_uri,
         }
+        calls = {
+            "lists.add": math.ceil(len(plan.adds) / batch_size),
+            "lists.remove": math.ceil(len(plan.removes) / batch_size),
+        }
+        bound = max((n - 1) * hook.interval(e) for e, n in calls.items())
+        self.log.info(
+            "Plan for the list %r (%s members confirmed): %d to add in %d requests, %d to remove in %d "
+            "requests, %d unchanged; at least %.0f s at Infobip's pace",
+            self.list_name,
+            confirmed,
+            len(plan.adds),
+            calls["lists.add"],
+            len(plan.removes),
+            calls["lists.remove"],
+            plan.unchanged,
+            max(bound, 0),
+        )
         if dry_run:
-            summary["calls_planned"] = {
-                "lists.add": math.ceil(len(plan.adds) / batch_size),
-                "lists.remove": math.ceil(len(plan.removes) / batch_size),
-            }
-            summary["seconds_bound"] = max(
-                (summary["calls_planned"][e] - 1) * hook.interval(e) for e in summary["calls_planned"]
+            summary["calls_planned"] = calls
+            summary["seconds_bound"] = max(bound, 0)
+            self.log.info("Dry run, nothing sent. Turn dry_run off to apply this plan.")
+            record_run(
+                target,
+                context,
+                kind="lists",
+                name=self.list_name,
+                dry_run=True,
+                size=confirmed,
+                counts={
+                    "to_add": len(plan.adds),
+                    "to_remove": len(plan.removes),
+                    "not_used": prepared.stats["rejected"],
+                },
+                rejects_uri=rejects_uri,
             )
-            self.log.info("Dry run, nothing sent: %s", summary)
+            set_links(context, hook, target, dry_run=True)
             return summary
 
         from infobip_provider.errors import InfobipListNotFoundError
@@ -270,15 +294,37 @@ class CohortToListOperator(BaseOperator):
         summary["rejected"] = int(prepared.stats.get("rejected", 0)) + result["refused_by_infobip"]
         summary["calls"] = dict(hook.calls)
         summary["seconds_waited"] = round(sum(hook.waited.values()), 3)
-        context["ti"].xcom_push(key=InfobipListLink().xcom_key, value=list_portal_url(self.list_name))
+        size = int((target.read_snapshot({"id": "string", "status": "string"})["status"] == MEMBER).sum())
+        link = set_links(context, hook, target, dry_run=False)
+        record_run(
+            target,
+            context,
+            kind="lists",
+            name=self.list_name,
+            dry_run=False,
+            size=size,
+            counts={
+                "added": summary["added"],
+                "removed": summary["removed"],
+                "unchanged": summary["unchanged"],
+                "rejected": summary["rejected"],
+            },
+            rejects_uri=rejects_uri,
+            link=link,
+        )
         self.log.info(
-            "List %r (id %s): %d added, %d removed, %d unchanged, %d rejected",
+            "List %r (id %s) now has %d members: %d added, %d removed, %d unchanged; %d cohort rows not "
+            "used, %d ids refused by Infobip; %d calls, %.1f s waiting for cooldowns",
             self.list_name,
             summary["list_id"],
+            size,
             summary["added"],
             summary["removed"],
             summary["unchanged"],
-            summary["rejected"],
+            int(prepared.stats.get("rejected", 0)),
+            result["refused_by_infobip"],
+            sum(hook.calls.values()),
+            summary["seconds_waited"],
         )
         return summary
 
@@ -314,15 +360,6 @@ class CohortToListOperator(BaseOperator):
             Lane("add", batches(plan.adds, batch_size), add, hook.interval("lists.add")),
             Lane("remove", batches(plan.removes, batch_size), remove, hook.interval("lists.remove")),
         ]
-        self.log.info(
-            "Plan for list %r: %d to add in %d batches, %d to remove in %d batches, %d unchanged",
-            self.list_name,
-            len(plan.adds),
-            len(lanes[0].batches),
-            len(plan.removes),
-            len(lanes[1].batches),
-            plan.unchanged,
-        )
         attempt = f"{run_id}:{uuid.uuid4().hex[:8]}"
         try:
             BatchLanes(target, attempt).run(lanes)

@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
+from infobip_provider.links import LINKS, set_links
 from infobip_provider.operators.common import (
     as_bool,
     check_removal_guard,
     cohort_source_for,
+    record_run,
+    run_key,
+    target_state,
+    text_or_none,
     validate_sync_args,
 )
 from infobip_provider.people import (
@@ -27,6 +32,7 @@ from infobip_provider.people import (
     PeoplePlan,
     PersonMapping,
     Snapshot,
+    automatic_field_map,
     build_people,
     confirmed_tagged,
     default_tag_name,
@@ -100,7 +106,7 @@ class PeopleImportOperator(BaseOperator):
 
     :param tag: the audience tag (templated, ≤ 256 characters); empty: ``<dag_id>.<task_id>``.
     :param cohort_path: a CSV/Parquet/JSONL file, relative to ``include/`` or any URI (templated).
-    :param cohort_sql: SQL or a ``.sql`` file under ``include/sql`` (templated); wins over ``cohort_path``.
+    :param cohort_sql: SQL or a ``.sql`` file under ``include/sql`` (templated); give this or ``cohort_path``.
     :param cohort_conn_id: the warehouse connection for ``cohort_sql`` (any common.sql database) (templated).
     :param email_column: the column of email addresses (templated; empty: none).
     :param phone_column: the column of phone numbers, used when a row has no valid email (templated).
@@ -110,7 +116,8 @@ class PeopleImportOperator(BaseOperator):
     :param person_type: ``CUSTOMER`` or ``LEAD`` (templated).
     :param field_map: ``{column: Infobip field}`` (templated); standard fields: firstName, lastName,
         middleName, gender, birthDate, address, city, country, preferredLanguage, externalId,
-        profilePicture; any other target is a custom attribute.
+        profilePicture; any other target is a custom attribute. ``None`` (the default): the cohort's
+        columns named like a standard field (``first_name``, ``last_name``, ``city``, ``language`` ...).
     :param default_region: region of national phone numbers without a country (templated).
     :param batch_size: people per request, at most 1000.
     :param max_removal_ratio: refuse to untag more than this share of the tagged people.
@@ -138,6 +145,7 @@ class PeopleImportOperator(BaseOperator):
     template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"cohort_sql": "sql", "field_map": "json"}
     ui_color = "#ff8a3d"
+    operator_extra_links = LINKS
 
     def __init__(
         self,
@@ -182,21 +190,21 @@ class PeopleImportOperator(BaseOperator):
     @staticmethod
     def _column(value: Any) -> str | None:
         """A text param as text (a native render may give a number); ``None`` when empty."""
-        return _as_text(value)
+        return text_or_none(value)
 
     def _text_params(self) -> None:
         """Read the text params as text once rendered (``render_template_as_native_obj`` gives numbers)."""
-        self.tag = _as_text(self.tag)
-        self.email_column = _as_text(self.email_column)
-        self.phone_column = _as_text(self.phone_column)
-        self.external_id_column = _as_text(self.external_id_column)
-        self.country_column = _as_text(self.country_column)
-        self.person_type = _as_text(self.person_type) or "CUSTOMER"
-        self.default_region = _as_text(self.default_region) or "US"
+        self.tag = text_or_none(self.tag)
+        self.email_column = text_or_none(self.email_column)
+        self.phone_column = text_or_none(self.phone_column)
+        self.external_id_column = text_or_none(self.external_id_column)
+        self.country_column = text_or_none(self.country_column)
+        self.person_type = text_or_none(self.person_type) or "CUSTOMER"
+        self.default_region = text_or_none(self.default_region) or "US"
 
     def tag_name(self) -> str:
         """The tag this task keeps in step: ``tag``, or one derived from the DAG and task ids."""
-        name = _as_text(self.tag)
+        name = text_or_none(self.tag)
         if not name:
             dag_id = self.dag_id if self.has_dag() else None
             return default_tag_name(dag_id, self.task_id)
@@ -204,14 +212,27 @@ class PeopleImportOperator(BaseOperator):
             raise AirflowFailException(f"tag must have at most {TAG_MAX} characters, got {len(name)}")
         return name
 
-    def mapping(self) -> PersonMapping:
+    def mapping(self, columns: Sequence[str] | None = None) -> PersonMapping | None:
+        """The field map as given; without one, the automatic map of ``columns`` (None before the
+        cohort is read)."""
         if not (self._column(self.email_column) or self._column(self.phone_column)):
             raise AirflowFailException(
                 "Give email_column or phone_column (or both): people are matched on them"
             )
+        field_map = self.field_map
+        if field_map is None or (isinstance(field_map, str) and text_or_none(field_map) is None):
+            if columns is None:
+                try:
+                    parse_field_map({}, self.person_type)  # checks the person type early
+                except FieldMapError as exc:
+                    raise AirflowFailException(str(exc)) from None
+                return None
+            field_map = automatic_field_map(
+                columns, external_id=self._column(self.external_id_column) is not None
+            )
         try:
             return parse_field_map(
-                self.field_map,
+                field_map,
                 self.person_type,
                 external_id=self._column(self.external_id_column) is not None,
             )
@@ -221,7 +242,6 @@ class PeopleImportOperator(BaseOperator):
     # ------------------------------------------------------------------- execute
     def execute(self, context: Context) -> dict[str, Any]:
         from infobip_provider.hooks.infobip import InfobipHook
-        from infobip_provider.state import StateStore
 
         self._text_params()
         batch_size, max_removal_ratio = validate_sync_args(self.batch_size, self.max_removal_ratio)
@@ -229,7 +249,7 @@ class PeopleImportOperator(BaseOperator):
         dry_run = as_bool(self.dry_run, "dry_run")
         tag = self.tag_name()
         hook = InfobipHook(self.infobip_conn_id)
-        target = StateStore(hook.state_uri).target(hook.key_fingerprint, "tags", tag)
+        target = target_state(hook, "tags", tag, self.log)
         with target.lock(f"the tag {tag!r}"):
             return self._sync(hook, target, context, tag, mapping, batch_size, max_removal_ratio, dry_run)
 
@@ -243,9 +263,7 @@ class PeopleImportOperator(BaseOperator):
             external_id=self._column(self.external_id_column),
             country=self._column(self.country_column),
         )
-        prepared = prepare_cohort(source, columns, key="email_or_phone", default_region=self.default_region)
-        prepared.check_reject_ratio(self.max_reject_ratio, self.log)
-        return prepared
+        return prepare_cohort(source, columns, key="email_or_phone", default_region=self.default_region)
 
     def _check_value_rejects(self, prepared: Any, built: BuiltPeople) -> None:
         """Rows held back for a bad value count towards ``max_reject_ratio`` with the identity rejects."""
@@ -265,7 +283,7 @@ class PeopleImportOperator(BaseOperator):
         target: TargetState,
         context: Context,
         tag: str,
-        mapping: PersonMapping,
+        mapping: PersonMapping | None,
         batch_size: int,
         max_removal_ratio: float,
         dry_run: bool,
@@ -289,19 +307,38 @@ class PeopleImportOperator(BaseOperator):
                 target.clear_journal()
 
         prepared = self._read_cohort(context)
+        if mapping is None:
+            mapping = self.mapping(prepared.columns)
+            assert mapping is not None
+            unmapped = [c for c in prepared.columns if c not in mapping.columns]
+            self.log.info(
+                "Field map (none given, taken from the column names): %s%s",
+                ", ".join(f"{c} → {f}" for c, f in mapping.standard) or "nothing",
+                f"; not sent: {', '.join(unmapped)} (name them in field_map to send them as custom "
+                "attributes)"
+                if unmapped
+                else "",
+            )
         try:
             built = build_people(prepared.members, mapping)
         except FieldMapError as exc:
             raise AirflowFailException(str(exc)) from None
+        run_id = run_key(context)
+        rejects = _all_rejects(prepared.rejects, built)
+        rejects_uri = target.write_rejects(run_id, rejects)
+        prepared.check_reject_ratio(self.max_reject_ratio, self.log)
+        if built.rejected_rows:
+            self.log.warning(
+                "%d more rows not used: a value Infobip would refuse (see the rejects)", built.rejected_rows
+            )
+        if rejects_uri:
+            self.log.info("Cohort rows not used, with reasons: %s", rejects_uri)
         self._check_value_rejects(prepared, built)
         if built.shared_phones:
             self.log.warning(
                 "%d members share a phone with an earlier member: sent without it (matched by email only)",
                 built.shared_phones,
             )
-        run_id = str(context.get("run_id") or "manual")
-        rejects = _all_rejects(prepared.rejects, built)
-        rejects_uri = None if dry_run else target.write_rejects(run_id, rejects)
         plan = plan_people(built, snapshot)
         check_removal_guard(
             len(plan.untags), confirmed_tagged(snapshot), max_removal_ratio, f"the tag {tag!r}"
@@ -321,8 +358,12 @@ class PeopleImportOperator(BaseOperator):
             "unchanged": plan.unchanged,
             "rejects_uri": rejects_uri,
         }
+        calls = plan.calls(batch_size)
+        bound = round(max([(n - 1) * hook.interval(e) for e, n in calls.items() if n] or [0.0]), 3)
         self.log.info(
-            "Plan for tag %r: %d members, %d to upsert, %d to tag, %d to untag, %d unchanged, %d held back",
+            "Plan for the tag %r: %d members; %d people to upsert (new or changed), %d to tag, %d to "
+            "untag (left the cohort), %d unchanged, %d held back (a bad value); %d requests, at least "
+            "%.0f s at Infobip's pace",
             tag,
             len(built.people),
             len(plan.upserts),
@@ -330,14 +371,29 @@ class PeopleImportOperator(BaseOperator):
             len(plan.untags),
             plan.unchanged,
             plan.held,
+            sum(calls.values()),
+            bound,
         )
         if dry_run:
-            calls = plan.calls(batch_size)
             summary["calls_planned"] = calls
-            summary["seconds_bound"] = round(
-                max([(n - 1) * hook.interval(e) for e, n in calls.items() if n] or [0.0]), 3
+            summary["seconds_bound"] = bound
+            self.log.info("Dry run, nothing sent. Turn dry_run off to apply this plan.")
+            record_run(
+                target,
+                context,
+                kind="tags",
+                name=tag,
+                dry_run=True,
+                size=confirmed_tagged(snapshot),
+                counts={
+                    "to_upsert": len(plan.upserts),
+                    "to_tag": plan.tag_adds,
+                    "to_untag": len(plan.untags),
+                    "not_used": len(rejects),
+                },
+                rejects_uri=rejects_uri,
             )
-            self.log.info("Dry run, nothing sent: %s", {k: v for k, v in summary.items() if k != "cohort"})
+            set_links(context, hook, target, dry_run=True)
             return summary
 
         from infobip_provider.errors import InfobipListNotFoundError, InfobipNotFoundError
@@ -376,16 +432,39 @@ class PeopleImportOperator(BaseOperator):
             seconds_waited=round(sum(hook.waited.values()), 3),
             seconds=round(time.monotonic() - started, 3),
         )
+        size = confirmed_tagged(snapshot_from_frame(target.read_snapshot(SNAPSHOT_COLUMNS)))
+        link = set_links(context, hook, target, dry_run=False)
+        record_run(
+            target,
+            context,
+            kind="tags",
+            name=tag,
+            dry_run=False,
+            size=size,
+            counts={
+                "created": summary["created"],
+                "updated": summary["updated"],
+                "tagged": summary["tagged"],
+                "untagged": summary["untagged"],
+                "rejected": summary["rejected"],
+            },
+            rejects_uri=rejects_uri,
+            link=link,
+        )
         self.log.info(
-            "Tag %r: %d created, %d updated, %d unchanged, %d tagged, %d untagged, %d rejected, %s calls",
+            "Tag %r now on %d people: %d created, %d updated, %d unchanged, %d tagged, %d untagged; %d "
+            "rows not used, %d refused by Infobip; %d calls, %.1f s waiting for cooldowns",
             tag,
+            size,
             summary["created"],
             summary["updated"],
             summary["unchanged"],
             summary["tagged"],
             summary["untagged"],
-            summary["rejected"],
+            summary["rejected"] - len(tally.refused),
+            len(tally.refused),
             sum(hook.calls.values()),
+            summary["seconds_waited"],
         )
         return summary
 
@@ -500,13 +579,6 @@ class PeopleImportOperator(BaseOperator):
             target.clear_journal()
             snapshot.clear()
             snapshot.update(confirmed)
-
-
-def _as_text(value: Any) -> str | None:
-    """A rendered text param as trimmed text; ``None`` only for ``None`` or empty text (not for ``0``)."""
-    if value is None:
-        return None
-    return str(value).strip() or None
 
 
 def _upsert_reason(error: dict[str, Any]) -> str:

@@ -34,7 +34,17 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from infobip_provider.operators.common import as_bool, cohort_source_for, validate_batch_size
+from infobip_provider.checkpoint import log_progress
+from infobip_provider.links import set_links
+from infobip_provider.operators.common import (
+    as_bool,
+    cohort_source_for,
+    record_run,
+    run_key,
+    target_state,
+    text_or_none,
+    validate_batch_size,
+)
 
 if TYPE_CHECKING:
     import logging
@@ -270,10 +280,22 @@ class BroadcastRun:
             batches = plan_batches(pending, self.batch_size)
         self.log.info("Sending %d messages in %d requests", len(pending), len(batches))
         by_id = {r.message_id: r for r in pending}
+        started, done = time.monotonic(), 0
+        interval = self.hook.interval("sms.send")
         for number, batch in enumerate(batches, 1):
             self._send_batch(batch, by_id)
-            if number % 20 == 0 or number == len(batches):
-                self.log.info("Sent %d of %d requests", number, len(batches))
+            size = sum(len(destinations) for _, destinations in batch)
+            done += size
+            if number % max(1, len(batches) // 10) == 0 or number == len(batches):
+                log_progress(
+                    "sms.send",
+                    number,
+                    len(batches),
+                    size,
+                    done,
+                    time.monotonic() - started,
+                    (len(batches) - number) * interval,
+                )
 
     def _send_batch(self, batch: list[Group], by_id: dict[str, Recipient]) -> None:
         from infobip_provider.errors import InfobipError, InfobipServerError, InfobipTransportError
@@ -379,6 +401,7 @@ class SmsBroadcastOperator(BaseOperator):
         by commas or new lines; empty means none.
     :param max_segments: refuse to send when a message would take more SMS parts than this.
     :param price_per_segment: price of one SMS part, for the cost estimate.
+    :param currency: the currency of ``price_per_segment`` (e.g. ``EUR``), shown with the cost.
     :param batch_size: destinations per request, at most 1000.
     :param max_reject_ratio: fail when more than this share of cohort rows is unusable (None: warn only).
     :param bulk_id: override the bulk id (default: derived from the DAG, run and task ids and the
@@ -461,6 +484,7 @@ class SmsBroadcastOperator(BaseOperator):
         test_recipients: Sequence[str] | str | None = None,
         max_segments: int | None = None,
         price_per_segment: float | None = None,
+        currency: str | None = None,
         batch_size: int = 1000,
         max_reject_ratio: float | None = None,
         bulk_id: str | None = None,
@@ -509,6 +533,7 @@ class SmsBroadcastOperator(BaseOperator):
         self.test_recipients = test_recipients
         self.max_segments = max_segments
         self.price_per_segment = price_per_segment
+        self.currency = currency
         self.batch_size = batch_size
         self.max_reject_ratio = max_reject_ratio
         self.bulk_id = bulk_id
@@ -625,7 +650,7 @@ class SmsBroadcastOperator(BaseOperator):
         max_segments, price, batch_size = self._numbers()
         dry_run = as_bool(self.dry_run, "dry_run")
         test_numbers = self._test_numbers()
-        run_id = str(context.get("run_id") or "manual")
+        run_id = run_key(context)
         map_index = getattr(context.get("ti"), "map_index", None)
         map_index = map_index if isinstance(map_index, int) else -1
         given = _blank_to_none(self.bulk_id)
@@ -651,6 +676,7 @@ class SmsBroadcastOperator(BaseOperator):
         skipped = dict(prepared.stats.get("rejected_by_reason") or {})
         if empty:
             skipped["empty message"] = empty
+        currency = text_or_none(self.currency)
         summary: dict[str, Any] = {
             "bulk_id": bulk_id,
             "dry_run": dry_run,
@@ -659,8 +685,12 @@ class SmsBroadcastOperator(BaseOperator):
             "recipients": len(recipients),
             "skipped": 0 if test_numbers else sum(skipped.values()),
             "skipped_by_reason": {} if test_numbers else skipped,
-            "plan": plan.as_dict(price),
+            "plan": plan.as_dict(price, currency=currency),
         }
+        who = f"{len(test_numbers)} test recipients" if test_numbers else f"{len(recipients)} recipients"
+        self.log.info("Plan for the broadcast %s: one message to each of %s", bulk_id, who)
+        for line in plan.lines(price, currency):
+            self.log.info("%s", line)
         if options.transliterated:
             summary["plan"]["segments_note"] = (
                 "transliteration or a language table is set: Infobip may fit the text in fewer segments"
@@ -672,11 +702,8 @@ class SmsBroadcastOperator(BaseOperator):
 
             summary["requests_planned"] = len(plan_batches(recipients, batch_size))
             self.log.info(
-                "Dry run, nothing sent: %d recipients, %d segments in %d requests, %d skipped",
-                len(recipients),
-                plan.total_segments,
+                "Dry run, nothing sent: it would take %d requests. Turn dry_run off to send.",
                 summary["requests_planned"],
-                summary["skipped"],
             )
             if plan.too_long:
                 self.log.warning(
@@ -692,6 +719,7 @@ class SmsBroadcastOperator(BaseOperator):
             )
         summary.update(
             self._send(
+                context,
                 prepared,
                 bulk_id,
                 options,
@@ -706,14 +734,16 @@ class SmsBroadcastOperator(BaseOperator):
         if price is not None:
             summary["estimated_cost"] = round(summary["segments"] * price, 6)
         self.log.info(
-            "Broadcast %s: %d sent (%d in this try, %d found in Infobip's logs), %d skipped, %d rejected, "
-            "%d segments",
+            "Broadcast %s: %d of %d recipients sent (%d by this try, %d by earlier tries, %d found in "
+            "Infobip's logs), %d rejected by Infobip, %d cohort rows not used, %d SMS parts",
             bulk_id,
             summary["sent"],
+            len(recipients),
             summary["sent_this_try"],
+            summary["already_sent"],
             summary["reconciled"],
-            summary["skipped"],
             summary["rejected"],
+            summary["skipped"],
             summary["segments"],
         )
         return summary
@@ -725,7 +755,7 @@ class SmsBroadcastOperator(BaseOperator):
         source = cohort_source_for(self, context)
         prepared = prepare_cohort(
             source,
-            IdentityColumns(email=None, phone=self.phone_column, country=_blank_to_none(self.country_column)),
+            IdentityColumns(email=None, phone=self.phone_column, country=text_or_none(self.country_column)),
             key="phone",
             default_region=_blank_to_none(self.default_region),
         )
@@ -775,6 +805,7 @@ class SmsBroadcastOperator(BaseOperator):
 
     def _send(
         self,
+        context: Context,
         prepared: Any,
         bulk_id: str,
         options: SmsOptions,
@@ -786,12 +817,17 @@ class SmsBroadcastOperator(BaseOperator):
         *,
         explicit: bool,
     ) -> dict[str, Any]:
-        from infobip_provider.state import StateStore
-
         hook = self.hook
-        target = StateStore(hook.state_uri).target(hook.key_fingerprint, "broadcasts", bulk_id)
+        target = target_state(hook, "broadcasts", bulk_id, self.log)
         with target.lock(f"the broadcast {bulk_id}"):
             facts = target.read_json("target.json") or {}
+            if facts:
+                self.log.info(
+                    "This run continues the broadcast %s started by the run %s (%s sent so far)",
+                    bulk_id,
+                    facts.get("run_id"),
+                    facts.get("sent", "none"),
+                )
             if not facts:
                 record: dict[str, Any] = {
                     "bulk_id": bulk_id,
@@ -817,6 +853,8 @@ class SmsBroadcastOperator(BaseOperator):
                     "The bulk id %s was started by another run; continuing it (allow_bulk_id_reuse)", bulk_id
                 )
             rejects_uri = target.write_rejects(run_id, prepared.rejects)
+            if rejects_uri:
+                self.log.info("Cohort rows not used, with reasons: %s", rejects_uri)
             run = BroadcastRun(
                 hook,
                 target,
@@ -838,6 +876,22 @@ class SmsBroadcastOperator(BaseOperator):
                 {**(target.read_json("target.json") or {}), "sent": len(ledger.sent), "complete": True},
             )
         ours = [r.message_id for r in recipients if r.message_id in ledger.sent]
+        link = set_links(context, hook, target, dry_run=False)
+        record_run(
+            target,
+            context,
+            kind="broadcasts",
+            name=bulk_id,
+            dry_run=False,
+            size=len(ledger.sent),
+            counts={
+                "sent": run.sent_now,
+                "rejected": int(ledger.statuses.get("REJECTED", 0)),
+                "not_used": int(prepared.stats.get("rejected", 0)),
+            },
+            rejects_uri=rejects_uri,
+            link=link,
+        )
         result: dict[str, Any] = {
             "sent": len(ours),
             "sent_this_try": run.sent_now,

@@ -1,0 +1,73 @@
+"""Trigger-form params every example DAG shares, and the operator arguments that read them.
+
+The cohort is chosen the same way on every DAG: the param the user set wins; a file *and* a query is
+a clear error (see :func:`~infobip_provider.operators.common.cohort_source_for`); neither uses the
+DAG's sample file. Optional params are nullable (``["null", "string"]``): Airflow's trigger form
+treats a param whose type excludes null as required and would not let a user trigger with defaults.
+
+Cheap to import: DAG files use it at parse time.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow.sdk import Param
+
+COHORT = "Cohort"
+TARGET = "Infobip target"
+SAFETY = "Safety"
+SCHEDULE = "Schedule"
+
+#: The sample cohort under ``include/`` a DAG reads when the user names no cohort.
+SAMPLE_COHORT = "cohorts/customers.csv"
+
+
+def optional_text(title: str, description: str, section: str, **schema: Any) -> Param:
+    """A text param that may stay empty in the trigger form."""
+    return Param(
+        None, type=["null", "string"], title=title, description=description, section=section, **schema
+    )
+
+
+def cohort_params(columns: str) -> dict[str, Param]:
+    """``cohort_path``, ``cohort_sql`` and ``warehouse_conn_id``; ``columns`` says what the cohort needs."""
+    return {
+        "cohort_path": optional_text(
+            "Cohort file",
+            f"CSV, Parquet or JSON Lines with {columns}: a path relative to include/, or a URI (file://, "
+            f"s3://, gs://). Leave this and the SQL empty to use the sample {SAMPLE_COHORT}.",
+            COHORT,
+        ),
+        "cohort_sql": optional_text(
+            "Cohort SQL",
+            "Instead of a file: a query, or a .sql file under include/sql (e.g. sql/active_customers.sql), "
+            "run on the warehouse connection. Give a file or a query, not both.",
+            COHORT,
+            format="multiline",
+        ),
+        "warehouse_conn_id": Param(
+            "warehouse_default",
+            type="string",
+            minLength=1,
+            title="Warehouse connection",
+            description="The Airflow SQL connection the cohort SQL runs on (SQLite, PostgreSQL, Snowflake, "
+            "BigQuery ...). Not used for a file.",
+            section=COHORT,
+        ),
+    }
+
+
+def dry_run_param(default: bool, description: str) -> Param:
+    return Param(default, type="boolean", title="Dry run", description=description, section=SAFETY)
+
+
+#: Operator arguments reading :func:`cohort_params`: the file the user named; else nothing when a
+#: query was given; else the sample. Blank text counts as not given.
+COHORT_ARGS = {
+    "cohort_path": "{{ (params.cohort_path or '') | trim or ('' if (params.cohort_sql or '') | trim else '"
+    + SAMPLE_COHORT
+    + "') }}",
+    "cohort_sql": "{{ params.cohort_sql }}",
+    "cohort_conn_id": "{{ params.warehouse_conn_id }}",
+}
