@@ -1,4 +1,4 @@
-"""Airflow plugin of the Infobip provider: operator extra links and the "Infobip syncs" page.
+"""Airflow plugin of the Infobip provider: operator extra links and the "Infobip" page of syncs.
 
 Every Airflow process loads this file, so it stays cheap: the page's FastAPI app is built by the
 api-server on its first request (see ``infobip_provider.ui``).

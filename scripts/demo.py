@@ -56,12 +56,13 @@ def run(args: list[str], env: dict[str, str], quiet: bool = False) -> subprocess
     if not quiet:
         # The task's own story: the plan, the batches, the outcome (not Airflow's chatter).
         story = (
-            "Plan for list",
+            "Cohort from",
+            "Plan for the list",
             "Created the Infobip list",
             ": batch ",
             "List '",
             "Resuming",
-            "cohort prepared",
+            "Cohort rows not used",
         )
         for line in (result.stdout + result.stderr).splitlines():
             message = re.sub(r"^\S+Z \[\w+\s*\] ", "", line).split(" [", 1)[0].strip()

@@ -11,19 +11,22 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperatorLink
 
+from infobip_provider.ui import URL_PREFIX, URL_ROUTE
+
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.types import TaskInstanceKey
 
 #: The Infobip portal (it opens the account the browser is signed in to).
 PORTAL_URL = "https://portal.infobip.com/"
-#: Where the Infobip page of this provider is mounted on the api-server (see ``infobip_provider.ui``).
-UI_PREFIX = "/infobip"
+#: The Infobip page inside Airflow's UI: the navigation's ``/plugin/infobip`` route framing the app the
+#: api-server mounts at ``/infobip`` (see ``infobip_provider.ui``).
+UI_PAGE = f"/plugin/{URL_ROUTE}{URL_PREFIX}"
 
 
 def sync_page_path(scope: str, kind: str, folder: str) -> str:
-    """The Infobip page's view of one target (its runs, counts and rejects)."""
-    return f"{UI_PREFIX}/targets/{scope}/{kind}/{folder}"
+    """The Infobip page's view of one target (its runs, counts and rejects), inside Airflow's UI."""
+    return f"{UI_PAGE}/targets/{scope}/{kind}/{folder}"
 
 
 class _XComLink(BaseOperatorLink):

@@ -324,7 +324,7 @@ def test_the_plugin_mounts_the_page_and_adds_it_to_the_navigation(store: Store) 
         "print('fastapi' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.strip().split("\n")[-2:] == ["/infobip /infobip/ infobip Infobip syncs", "False"]
+    assert out.stdout.strip().split("\n")[-2:] == ["/infobip /infobip/ infobip Infobip", "False"]
 
     # the lazy app builds the page on its first request
     lazy = TestClient(LazyApp(), root_path=URL_PREFIX)

@@ -13,7 +13,7 @@ from typing import Any
 #: Where the api-server mounts the page (``fastapi_apps``); the navigation's iframe opens it.
 URL_PREFIX = "/infobip"
 #: The label of the page in Airflow's navigation (and the iframe's title).
-NAV_LABEL = "Infobip syncs"
+NAV_LABEL = "Infobip"
 #: The React UI shows the page at ``/plugin/<URL_ROUTE>``.
 URL_ROUTE = "infobip"
 
