@@ -526,6 +526,14 @@ def test_connection_test_failures_say_what_to_fix(hook, requests_mock, people, s
     assert "password" not in message and "host" not in message and KEY not in message
 
 
+def test_connection_test_says_which_products_could_not_be_checked(hook, requests_mock):
+    _answers(requests_mock, OK_PEOPLE, (500, NEW_403), (403, FORBIDDEN))
+    ok, message = hook.test_connection()
+    assert ok, message
+    assert message.splitlines()[0].endswith(": SMS could not be checked.")
+    assert "error (500)" in message
+
+
 def test_connection_test_stops_at_an_unreachable_base_url(hook, requests_mock):
     _answers(requests_mock, requests.ConnectionError("refused"), OK_SMS, OK_BALANCE)
     hook.test_connection()

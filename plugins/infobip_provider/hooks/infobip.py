@@ -469,10 +469,16 @@ class InfobipHook(BaseHook):
             return False, "Infobip answered with errors:\n" + _access_table(results)
         missing = [check for check, outcome in results if outcome == _MISSING_SCOPE]
         needed = [c for c in missing if not c.optional]
-        head = f"Connected to {self.base_url}: " + (
-            f"the API key lacks scopes for {', '.join(c.product for c in needed)}."
-            if needed
-            else "the API key opens every product the flows use."
+        unchecked = [c.product for c, outcome in results if outcome not in ("ok", _MISSING_SCOPE)]
+        said = []
+        if needed:
+            said.append(f"the API key lacks scopes for {', '.join(c.product for c in needed)}")
+        if unchecked:
+            said.append(f"{', '.join(unchecked)} could not be checked")
+        head = (
+            f"Connected to {self.base_url}: "
+            + ("; ".join(said) or "the API key opens every product the flows use")
+            + "."
         )
         lines = [head, _access_table(results)]
         if missing:
