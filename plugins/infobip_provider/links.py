@@ -53,10 +53,12 @@ LINKS = (InfobipSyncLink(), InfobipPortalLink())
 
 def set_links(context: Any, hook: Any, target: Any, *, dry_run: bool) -> str | None:
     """Store this run's link URLs in XCom; return the portal URL (None when there is none)."""
-    parts = str(target.root).rstrip("/").split("/")
-    ti = context["ti"]
-    ti.xcom_push(key=InfobipSyncLink().xcom_key, value=sync_page_path(*parts[-3:]))
     portal = PORTAL_URL if hook.is_infobip_host and not dry_run else None
+    ti = context.get("ti")
+    if ti is None:  # executed outside a task instance
+        return portal
+    parts = str(target.root).rstrip("/").split("/")
+    ti.xcom_push(key=InfobipSyncLink().xcom_key, value=sync_page_path(*parts[-3:]))
     if portal:
         ti.xcom_push(key=InfobipPortalLink().xcom_key, value=portal)
     return portal

@@ -389,12 +389,18 @@ def test_the_dag_task_renders_its_params_natively_and_runs(sandbox, infobip_conn
     context: Any = {
         "run_id": "manual__dag",
         "ti": None,
-        "params": {**params, "dry_run": True},
+        "params": {
+            **params,
+            "cohort_sql": "sql/people_cohort.sql",
+            "field_map": {"first_name": "firstName", "plan": "plan"},
+            "dry_run": True,
+        },
         "dag": dag,
         "task": task,
     }
     task.render_template_fields(context)
-    assert task.field_map == params["field_map"] and task.dry_run is True  # native objects, not their text
+    assert task.field_map == {"first_name": "firstName", "plan": "plan"}  # native objects, not their text
+    assert task.dry_run is True
     summary = task.execute(context)
     members = cohort_members()
     assert summary["tag"] == "infobip_people_import.import_people"
