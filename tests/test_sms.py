@@ -31,7 +31,6 @@ from infobip_provider.sms import (
     describe_character,
     fold_ledger,
     message_id,
-    parse_literal,
     plan_batches,
     protect_tokens,
 )
@@ -378,30 +377,6 @@ def test_send_at_without_zone_is_utc_and_window_days_default_to_all():
     assert opts.schedule["sendAt"] == "2026-03-10T09:30:00.000+0000"
     assert opts.message_options["deliveryTimeWindow"]["days"][0] == "MONDAY"
     assert len(opts.message_options["deliveryTimeWindow"]["days"]) == 7
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("", None),
-        ("   ", None),
-        ("[]", []),
-        ('["+41793026727"]', ["+41793026727"]),
-        ("['+41793026727', '+385912345678']", ["+41793026727", "+385912345678"]),
-        ('{"from": "09:00", "to": "20:00"}', {"from": "09:00", "to": "20:00"}),
-        ("{'days': ('MONDAY',), 'from': {'hour': 9}}", {"days": ("MONDAY",), "from": {"hour": 9}}),
-        ("+41793026727, +385912345678", "+41793026727, +385912345678"),  # plain text stays text
-    ],
-)
-def test_parse_literal_reads_lists_and_objects_given_as_text(text, expected):
-    assert parse_literal(text, "x") == expected
-
-
-def test_parse_literal_passes_other_values_and_refuses_broken_literals():
-    value = {"from": "09:00"}
-    assert parse_literal(value, "x") is value and parse_literal(None, "x") is None
-    with pytest.raises(SmsConfigError, match=r"test_recipients .* neither JSON nor a Python literal"):
-        parse_literal("['+41793026727'", "test_recipients")
 
 
 @pytest.mark.parametrize(

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
+from infobip_provider.values import read_literal
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -182,8 +184,6 @@ def automatic_field_map(columns: Iterable[str], *, external_id: bool = False) ->
 
 def _field_map_text(text: str) -> Any:
     """The object a field map's text stands for: JSON, else a Python literal (``str()`` of a dict)."""
-    from infobip_provider.operators.common import read_literal
-
     text = text.strip()
     if not text:
         return {}

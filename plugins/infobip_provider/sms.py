@@ -14,7 +14,7 @@
 - :func:`plan_batches` / :func:`build_body`: identical texts share one message with many
   destinations; at most 1000 destinations per request.
 - :func:`fold_ledger`: what the journal of a broadcast says was sent, and which batches are open.
-- :func:`parse_literal`: a list or object that reached the operator as text (a template rendered
+- :func:`infobip_provider.values.literal`: a list or object that reached the operator as text (a template rendered
   without ``render_template_as_native_obj``), read back as JSON or a Python literal.
 
 Nothing here touches the network, the clock (it is passed in) or pandas.
@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from infobip_provider.errors import InfobipConfigError
+from infobip_provider.values import BadValue, as_literal, as_text
 
 MAX_DESTINATIONS = 1000
 MAX_BULK_ID = 100
@@ -321,32 +322,6 @@ def message_id(bulk_id: str, phone: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ options
-def parse_literal(value: Any, name: str) -> Any:
-    """A list or object given as text, read back: ``"[...]"``, ``"{...}"`` or ``"(...)"`` as JSON, else
-    as a Python literal (``"['+41...']"``); blank text is None; any other value is returned unchanged.
-
-    Airflow renders templated fields to text unless the DAG sets ``render_template_as_native_obj``.
-
-    :raises SmsConfigError: the text looks like a list or object but is neither JSON nor a literal.
-    """
-    if not isinstance(value, str):
-        return value
-    text = value.strip()
-    if not text:
-        return None
-    if text[0] not in "[{(":
-        return value
-    from infobip_provider.operators.common import read_literal
-
-    try:
-        return read_literal(text)
-    except ValueError:
-        raise SmsConfigError(
-            f"{name} is text that looks like a list or an object but is neither JSON nor a Python literal: "
-            f"{text[:80]!r}"
-        ) from None
-
-
 def _time_of_day(value: Any, what: str, problems: list[str]) -> dict[str, int] | None:
     hour: Any
     minute: Any
@@ -382,11 +357,11 @@ def _day(value: Any) -> str | None:
 def parse_delivery_time_window(value: Any, problems: list[str]) -> dict[str, Any] | None:
     """``{"days": [...], "from": "09:00", "to": "20:00"}`` (UTC) as Infobip's object; days default to all.
 
-    The object may come as JSON or Python-literal text (see :func:`parse_literal`).
+    The object may come as JSON or Python-literal text (see :func:`infobip_provider.values.literal`).
     """
     try:
-        value = parse_literal(value, "delivery_time_window")
-    except SmsConfigError as exc:
+        value = as_literal(value, "delivery_time_window")
+    except BadValue as exc:
         problems.append(str(exc))
         return None
     if value in (None, "", {}):
@@ -511,15 +486,8 @@ def _int_or_none(value: Any, name: str, problems: list[str]) -> int | None:
         return None
 
 
-def _text_or_none(value: Any) -> str | None:
-    if value is None:
-        return None
-    text = str(value).strip()
-    return text or None
-
-
 def _choice(value: Any, name: str, choices: Sequence[str], problems: list[str]) -> str | None:
-    text = _text_or_none(value)
+    text = as_text(value)
     if text is None:
         return None
     if text.upper() not in choices:
@@ -600,7 +568,7 @@ class SmsOptions:
         problems: list[str] = []
         warnings: list[str] = []
         checked_sender = None
-        if _text_or_none(sender) is not None:
+        if as_text(sender) is not None:
             try:
                 checked_sender = check_sender(sender)
             except SmsConfigError as exc:
@@ -612,7 +580,7 @@ class SmsOptions:
             ("entityId", entity_id, "entity_id"),
             ("applicationId", application_id, "application_id"),
         ):
-            text = _text_or_none(value)
+            text = as_text(value)
             _max_len(text, name, MAX_PLATFORM_ID, problems)
             if text:
                 platform[key] = text
@@ -624,13 +592,13 @@ class SmsOptions:
         window = parse_delivery_time_window(delivery_time_window, problems)
         if window:
             options["deliveryTimeWindow"] = window
-        campaign = _text_or_none(campaign_reference_id)
+        campaign = as_text(campaign_reference_id)
         _max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
         if campaign:
             options["campaignReferenceId"] = campaign
         regional: dict[str, Any] = {}
-        principal = _text_or_none(india_dlt_principal_entity_id)
-        template = _text_or_none(india_dlt_content_template_id)
+        principal = as_text(india_dlt_principal_entity_id)
+        template = as_text(india_dlt_content_template_id)
         if template and not principal:
             problems.append("india_dlt_content_template_id needs india_dlt_principal_entity_id")
         if principal:
@@ -641,14 +609,14 @@ class SmsOptions:
         recipient_type = _choice(
             turkey_iys_recipient_type, "turkey_iys_recipient_type", IYS_RECIPIENT_TYPES, problems
         )
-        if brand is not None and recipient_type is None and _text_or_none(turkey_iys_recipient_type) is None:
+        if brand is not None and recipient_type is None and as_text(turkey_iys_recipient_type) is None:
             problems.append("turkey_iys_brand_code needs turkey_iys_recipient_type (BIREYSEL or TACIR)")
         if recipient_type:
             regional["turkeyIys"] = {"recipientType": recipient_type}
             if brand is not None:
                 regional["turkeyIys"]["brandCode"] = brand
         reseller = _int_or_none(south_korea_reseller_code, "south_korea_reseller_code", problems)
-        title = _text_or_none(south_korea_title)
+        title = as_text(south_korea_title)
         _max_len(title, "south_korea_title", MAX_KOREA_TITLE, problems)
         korea: dict[str, Any] = {}
         if reseller is not None:
@@ -672,7 +640,7 @@ class SmsOptions:
             content["language"] = {"languageCode": language}
 
         webhooks: dict[str, Any] = {}
-        url = _text_or_none(notify_url)
+        url = as_text(notify_url)
         if url is not None and not re.fullmatch(r"https?://\S+", url):
             problems.append(f"notify_url must be an http(s) URL, got {url!r}")
         intermediate = _flag(intermediate_report, "intermediate_report", problems)
@@ -683,7 +651,7 @@ class SmsOptions:
             delivery["intermediateReport"] = intermediate
         if delivery:
             webhooks["delivery"] = delivery
-        content_type = _text_or_none(notify_content_type)
+        content_type = as_text(notify_content_type)
         if content_type is not None and content_type not in CONTENT_TYPES:
             problems.append(
                 f"notify_content_type must be one of {', '.join(CONTENT_TYPES)}, got {content_type!r}"
@@ -713,7 +681,7 @@ class SmsOptions:
             if flag is not None:
                 tracking[key] = flag
         for key, value in (("trackingUrl", tracking_url), ("customDomain", custom_domain)):
-            text = _text_or_none(value)
+            text = as_text(value)
             if text:
                 tracking[key] = text
         if tracking.get("shortenUrl") is False and (

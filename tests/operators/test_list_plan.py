@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
-from infobip_provider.operators.common import as_bool, check_removal_guard, validate_sync_args
+from infobip_provider.operators.common import check_removal_guard, validate_sync_args
 from infobip_provider.operators.lists import ListPlan, fold_into_snapshot, plan_list
 
 
@@ -63,12 +63,6 @@ def test_removal_guard(removals, confirmed, ratio, refused):
 def test_batch_size_bounds(bad):
     with pytest.raises(AirflowFailException):
         validate_sync_args(bad, 0.5)
-
-
-def test_as_bool_accepts_rendered_words_and_refuses_others():
-    assert as_bool("True", "dry_run") is True and as_bool("false", "dry_run") is False and as_bool(True, "x")
-    with pytest.raises(AirflowFailException, match="dry_run"):
-        as_bool("maybe", "dry_run")
 
 
 def test_unanswered_batches_are_sent_again_whichever_way_the_cohort_went():

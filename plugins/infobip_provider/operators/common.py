@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import ast
-import json
 import os
 from typing import Any
 
 from airflow.sdk.exceptions import AirflowFailException
+
+from infobip_provider.values import as_text
 
 
 def validate_batch_size(batch_size: Any) -> int:
@@ -43,18 +43,6 @@ def check_removal_guard(removals: int, confirmed: int, max_removal_ratio: float,
         )
 
 
-def as_bool(value: Any, name: str) -> bool:
-    """A rendered template gives strings: accept true/false words as well as booleans."""
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in ("true", "1", "yes", "on"):
-            return True
-        if word in ("false", "0", "no", "off", "", "none"):
-            return False
-        raise AirflowFailException(f"{name} must be true or false, got {value!r}")
-    return bool(value)
-
-
 def sql_text(sql: str, operator: Any, context: Any) -> str:
     """The SQL to run: a rendered query, or the rendered contents of a ``.sql`` file under include/.
 
@@ -73,18 +61,6 @@ def sql_text(sql: str, operator: Any, context: Any) -> str:
     return text
 
 
-def text_or_none(value: Any) -> str | None:
-    """A text param as text, ``None`` when not given.
-
-    ``render_template_as_native_obj`` turns ``"2026"`` into a number (read back as text) and an empty
-    or ``None`` param into ``None``; a template rendered as text gives ``"None"`` for a ``None`` param.
-    """
-    if value is None:
-        return None
-    text = str(value).strip()
-    return None if text in ("", "None") else text
-
-
 def cohort_source_for(operator: Any, context: Any) -> Any:
     """The cohort the user named: ``cohort_path`` (a file) or ``cohort_sql`` (a query on
     ``cohort_conn_id``), exactly one of them.
@@ -93,7 +69,7 @@ def cohort_source_for(operator: Any, context: Any) -> Any:
     """
     from infobip_provider.cohorts import CohortError, cohort_source
 
-    path, sql = text_or_none(operator.cohort_path), text_or_none(operator.cohort_sql)
+    path, sql = as_text(operator.cohort_path), as_text(operator.cohort_sql)
     if path and sql:
         raise CohortError(
             f"Both a cohort file ({path!r}) and a cohort SQL were given: give one of cohort_path and "
@@ -102,7 +78,7 @@ def cohort_source_for(operator: Any, context: Any) -> Any:
     if sql:
         return cohort_source(
             sql=sql_text(sql, operator, context),
-            conn_id=text_or_none(operator.cohort_conn_id) or "warehouse_default",
+            conn_id=as_text(operator.cohort_conn_id) or "warehouse_default",
         )
     if path:
         return cohort_source(path=path)
@@ -170,20 +146,3 @@ def record_run(
             "link": link,
         }
     )
-
-
-def read_literal(text: str) -> Any:
-    """What a list or object rendered as text stands for: JSON, else a Python literal (``str()`` of it).
-
-    Airflow renders templated fields to text unless the DAG sets ``render_template_as_native_obj``.
-
-    :raises ValueError: the text is neither.
-    """
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        raise ValueError(f"neither JSON nor a Python literal: {text[:200]!r}") from None

@@ -13,7 +13,6 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.links import LINKS, set_links
 from infobip_provider.operators.common import (
-    as_bool,
     check_removal_guard,
     cohort_source_for,
     record_run,
@@ -21,6 +20,7 @@ from infobip_provider.operators.common import (
     target_state,
     validate_sync_args,
 )
+from infobip_provider.values import as_flag
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -174,7 +174,7 @@ class CohortToListOperator(BaseOperator):
             raise AirflowFailException(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
         if not self.list_name:
             raise AirflowFailException("list_name must not be empty")
-        dry_run = as_bool(self.dry_run, "dry_run")
+        dry_run = as_flag(self.dry_run, "dry_run")
         hook = InfobipHook(self.infobip_conn_id)
         target = target_state(hook, "lists", self.list_name, self.log)
         with target.lock(f"the list {self.list_name!r}"):

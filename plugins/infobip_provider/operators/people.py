@@ -15,13 +15,11 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.links import LINKS, set_links
 from infobip_provider.operators.common import (
-    as_bool,
     check_removal_guard,
     cohort_source_for,
     record_run,
     run_key,
     target_state,
-    text_or_none,
     validate_sync_args,
 )
 from infobip_provider.people import (
@@ -44,6 +42,7 @@ from infobip_provider.people import (
     tag_query,
     without_tags,
 )
+from infobip_provider.values import as_flag, as_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -190,21 +189,21 @@ class PeopleImportOperator(BaseOperator):
     @staticmethod
     def _column(value: Any) -> str | None:
         """A text param as text (a native render may give a number); ``None`` when empty."""
-        return text_or_none(value)
+        return as_text(value)
 
     def _text_params(self) -> None:
         """Read the text params as text once rendered (``render_template_as_native_obj`` gives numbers)."""
-        self.tag = text_or_none(self.tag)
-        self.email_column = text_or_none(self.email_column)
-        self.phone_column = text_or_none(self.phone_column)
-        self.external_id_column = text_or_none(self.external_id_column)
-        self.country_column = text_or_none(self.country_column)
-        self.person_type = text_or_none(self.person_type) or "CUSTOMER"
-        self.default_region = text_or_none(self.default_region) or "US"
+        self.tag = as_text(self.tag)
+        self.email_column = as_text(self.email_column)
+        self.phone_column = as_text(self.phone_column)
+        self.external_id_column = as_text(self.external_id_column)
+        self.country_column = as_text(self.country_column)
+        self.person_type = as_text(self.person_type) or "CUSTOMER"
+        self.default_region = as_text(self.default_region) or "US"
 
     def tag_name(self) -> str:
         """The tag this task keeps in step: ``tag``, or one derived from the DAG and task ids."""
-        name = text_or_none(self.tag)
+        name = as_text(self.tag)
         if not name:
             dag_id = self.dag_id if self.has_dag() else None
             return default_tag_name(dag_id, self.task_id)
@@ -220,7 +219,7 @@ class PeopleImportOperator(BaseOperator):
                 "Give email_column or phone_column (or both): people are matched on them"
             )
         field_map = self.field_map
-        if field_map is None or (isinstance(field_map, str) and text_or_none(field_map) is None):
+        if field_map is None or (isinstance(field_map, str) and as_text(field_map) is None):
             if columns is None:
                 try:
                     parse_field_map({}, self.person_type)  # checks the person type early
@@ -246,7 +245,7 @@ class PeopleImportOperator(BaseOperator):
         self._text_params()
         batch_size, max_removal_ratio = validate_sync_args(self.batch_size, self.max_removal_ratio)
         mapping = self.mapping()
-        dry_run = as_bool(self.dry_run, "dry_run")
+        dry_run = as_flag(self.dry_run, "dry_run")
         tag = self.tag_name()
         hook = InfobipHook(self.infobip_conn_id)
         target = target_state(hook, "tags", tag, self.log)

@@ -37,14 +37,13 @@ from airflow.sdk.exceptions import AirflowFailException
 from infobip_provider.checkpoint import log_progress
 from infobip_provider.links import set_links
 from infobip_provider.operators.common import (
-    as_bool,
     cohort_source_for,
     record_run,
     run_key,
     target_state,
-    text_or_none,
     validate_batch_size,
 )
+from infobip_provider.values import as_flag, as_literal, as_number, as_text, blank_to_none
 
 if TYPE_CHECKING:
     import logging
@@ -563,7 +562,7 @@ class SmsBroadcastOperator(BaseOperator):
         defaults = self.hook.defaults
         return SmsOptions.from_args(
             now=datetime.fromtimestamp(self._clock(), UTC),
-            sender=_blank_to_none(self.sender) or defaults.get("sender"),
+            sender=blank_to_none(self.sender) or defaults.get("sender"),
             validity_period=self.validity_period,
             delivery_time_window=self.delivery_time_window,
             send_at=self.send_at,
@@ -576,7 +575,7 @@ class SmsBroadcastOperator(BaseOperator):
             notify_url=self.notify_url,
             notify_content_type=self.notify_content_type,
             intermediate_report=self.intermediate_report,
-            callback_data=_blank_to_none(self.callback_data),
+            callback_data=blank_to_none(self.callback_data),
             transliteration=self.transliteration,
             language_code=self.language_code,
             flash=self.flash,
@@ -586,33 +585,21 @@ class SmsBroadcastOperator(BaseOperator):
             turkey_iys_recipient_type=self.turkey_iys_recipient_type,
             south_korea_reseller_code=self.south_korea_reseller_code,
             south_korea_title=self.south_korea_title,
-            entity_id=_blank_to_none(self.entity_id) or defaults.get("entity_id"),
-            application_id=_blank_to_none(self.application_id) or defaults.get("application_id"),
+            entity_id=blank_to_none(self.entity_id) or defaults.get("entity_id"),
+            application_id=blank_to_none(self.application_id) or defaults.get("application_id"),
             campaign_reference_id=self.campaign_reference_id,
             include_sms_count=self.include_sms_count,
         )
 
     def _numbers(self) -> tuple[int | None, float | None, int]:
-        def number(value: Any, name: str, kind: type, minimum: float) -> Any:
-            if value in (None, ""):
-                return None
-            try:
-                result = kind(value)
-            except (TypeError, ValueError):
-                raise AirflowFailException(f"{name} must be a number, got {value!r}") from None
-            if result < minimum:
-                raise AirflowFailException(f"{name} must be at least {minimum}, got {value!r}")
-            return result
-
-        max_segments = number(self.max_segments, "max_segments", int, 1)
-        price = number(self.price_per_segment, "price_per_segment", float, 0)
+        max_segments = as_number(self.max_segments, "max_segments", int, 1)
+        price = as_number(self.price_per_segment, "price_per_segment", float, 0)
         return max_segments, price, validate_batch_size(self.batch_size)
 
     def _test_numbers(self) -> list[str]:
         from infobip_provider.cohorts import normalize_phone
-        from infobip_provider.sms import parse_literal
 
-        raw = parse_literal(self.test_recipients, "test_recipients")
+        raw = as_literal(self.test_recipients, "test_recipients")
         if raw is None or (isinstance(raw, (list, tuple, set)) and not raw):
             return []
         if isinstance(raw, str):
@@ -648,12 +635,12 @@ class SmsBroadcastOperator(BaseOperator):
         for warning in options.warnings:
             self.log.warning("SMS option: %s", warning)
         max_segments, price, batch_size = self._numbers()
-        dry_run = as_bool(self.dry_run, "dry_run")
+        dry_run = as_flag(self.dry_run, "dry_run")
         test_numbers = self._test_numbers()
         run_id = run_key(context)
         map_index = getattr(context.get("ti"), "map_index", None)
         map_index = map_index if isinstance(map_index, int) else -1
-        given = _blank_to_none(self.bulk_id)
+        given = blank_to_none(self.bulk_id)
         if given:
             bulk_id = f"{str(given)[:95]}-test" if test_numbers else str(given)[:100]
         else:
@@ -676,7 +663,7 @@ class SmsBroadcastOperator(BaseOperator):
         skipped = dict(prepared.stats.get("rejected_by_reason") or {})
         if empty:
             skipped["empty message"] = empty
-        currency = text_or_none(self.currency)
+        currency = as_text(self.currency)
         summary: dict[str, Any] = {
             "bulk_id": bulk_id,
             "dry_run": dry_run,
@@ -755,9 +742,9 @@ class SmsBroadcastOperator(BaseOperator):
         source = cohort_source_for(self, context)
         prepared = prepare_cohort(
             source,
-            IdentityColumns(email=None, phone=self.phone_column, country=text_or_none(self.country_column)),
+            IdentityColumns(email=None, phone=self.phone_column, country=as_text(self.country_column)),
             key="phone",
-            default_region=_blank_to_none(self.default_region),
+            default_region=blank_to_none(self.default_region),
         )
         prepared.check_reject_ratio(self.max_reject_ratio, self.log)
         if not (prepared.empty and not prepared.columns):
@@ -840,7 +827,7 @@ class SmsBroadcastOperator(BaseOperator):
                     record["map_index"] = map_index
                 target.write_json("target.json", record)
             elif explicit and facts.get("run_id") not in (None, run_id):
-                if not as_bool(self.allow_bulk_id_reuse, "allow_bulk_id_reuse"):
+                if not as_flag(self.allow_bulk_id_reuse, "allow_bulk_id_reuse"):
                     raise BroadcastReuseError(
                         f"The bulk id {bulk_id} was already used by the run {facts.get('run_id')} (DAG "
                         f"{facts.get('dag_id')}, task {facts.get('task_id')}, created {facts.get('created')}); "
@@ -919,11 +906,3 @@ def token_columns(phone_column: str, member_columns: Sequence[str]) -> dict[str,
         available.setdefault(original, column)
     available[phone_column] = "phone"
     return available
-
-
-def _blank_to_none(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, str) and not value.strip():
-        return None
-    return value
