@@ -50,13 +50,38 @@ def no_leaks(steps: Steps) -> None:
 
 
 def field_errors(dialog: Any) -> list[str]:
-    """The error texts a form shows ("This field is required" ...), with their field's label."""
-    errors = []
+    """What a form holds against its open fields: error texts ("This field is required" ...) and
+    fields marked required (``*``) but left empty, each with its field's label."""
+    errors: list[str] = []
+
+    def name(label: str) -> str:
+        return label.strip().splitlines()[0].rstrip(" *")
+
     for error in dialog.locator("[data-part=error-text]").all():
         group = error.locator("xpath=ancestor::*[@role='group'][1]")
         label = group.locator("label").first.inner_text() if group.count() else "?"
-        errors.append(f"{label.strip()}: {error.inner_text().strip()}")
-    return errors
+        errors.append(f"{name(label)}: {error.inner_text().strip()}")
+    # Fields of closed sections are in the page too (hidden); the trigger form shows no error text.
+    for label in dialog.locator("label[data-required]").all():
+        group = label.locator("xpath=ancestor::*[@role='group'][1]")
+        inputs = group.locator("input:not([type=hidden]), textarea")
+        if group.count() and inputs.count() and inputs.first.input_value() == "":
+            errors.append(f"{name(label.inner_text())}: required and empty")
+    return list(dict.fromkeys(errors))
+
+
+def enabled_or_fail(button: Any, dialog: Any, what: str, likely_cause: str) -> None:
+    """The form's button is enabled (it validates on blur: wait a little), else say which fields it faults."""
+    try:
+        expect(button).to_be_enabled(timeout=5_000)
+    except AssertionError:
+        pytest.fail(f"{what}; the form says: {field_errors(dialog) or 'nothing'} ({likely_cause})")
+
+
+def expect_extra_fields(dialog: Any) -> None:
+    """Every extra field of the Infobip form is shown (its label, maybe with a required mark)."""
+    for label in EXTRA_LABELS:
+        expect(dialog.locator("label").filter(has_text=re.compile(rf"^{re.escape(label)}"))).to_be_visible()
 
 
 def expand_sections(dialog: Any, names: list[str]) -> None:
@@ -83,16 +108,15 @@ def test_add_the_infobip_connection_with_only_base_url_and_api_key(airflow_ui: A
     page.keyboard.press("Tab")
     steps.shot("Base URL and API key filled", key_on_screen=True)
     expand_sections(dialog, ["Extra Fields"])  # one section open at a time: this closes the standard fields
-    for label in EXTRA_LABELS:
-        expect(dialog.get_by_text(label, exact=True)).to_be_visible()
     save = dialog.get_by_role("button", name="Save")
     steps.shot("the extra fields left as they are", key_on_screen=True)
-    if not save.is_enabled():
-        page.wait_for_timeout(2000)  # the form validates on blur; give it a moment before judging
-    assert save.is_enabled(), (
-        "Save stays disabled with only Base URL and API key filled; the form says: "
-        f"{field_errors(dialog) or 'nothing'} (an optional conn-field whose type excludes null is required)"
+    enabled_or_fail(
+        save,
+        dialog,
+        "Save stays disabled with only Base URL and API key filled",
+        "an optional conn-field whose type excludes null is required",
     )
+    expect_extra_fields(dialog)
     save.click()
     expect(dialog).to_be_hidden()
     expect(page.get_by_role("row").filter(has_text="infobip_default")).to_be_visible()
@@ -115,8 +139,7 @@ def test_add_the_infobip_connection_with_only_base_url_and_api_key(airflow_ui: A
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Base URL", exact=True).wait_for()
     expand_sections(dialog, ["Extra Fields"])
-    for label in EXTRA_LABELS:
-        expect(dialog.get_by_text(label, exact=True)).to_be_visible()
+    expect_extra_fields(dialog)
     dialog.locator("[name=element_cooldown_scale]").fill(str(SCALE))
     dialog.locator("[name=element_state_uri]").fill(str(airflow_ui.state_dir))
     page.keyboard.press("Tab")
@@ -196,9 +219,11 @@ def test_trigger_with_the_defaults_read_the_plan_follow_the_links(
         expect(field).to_have_count(1)
         assert field.input_value() == "", f"{dag_id}: {name} is not empty by default"
     steps.shot("the trigger form with its defaults")
-    assert trigger.is_enabled(), (
-        f"Trigger of {dag_id} is disabled with the defaults; the form says: {field_errors(dialog) or 'nothing'}"
-        " (an optional Param whose type excludes null is required)"
+    enabled_or_fail(
+        trigger,
+        dialog,
+        f"Trigger of {dag_id} is disabled with the defaults",
+        "an optional Param whose type excludes null is required",
     )
     trigger.click()
     expect(dialog).to_be_hidden()
