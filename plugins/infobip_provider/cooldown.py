@@ -82,6 +82,7 @@ POLICIES: dict[str, EndpointPolicy] = dict(
         _p("sms.logs", 0.5, "account"),
         _p("sms.reports", 0.5, "account"),  # [assumed] same as logs: no limit is published
         _p("sms.preview", 0.0, "account"),
+        _p("sms.inbox", 0.5, "account"),  # [assumed] like reports: no limit is published
     ]
 )
 

@@ -55,6 +55,7 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "sms.logs": ("sms:logs:read", "sms:manage"),
     "sms.reports": ("sms:logs:read", "sms:manage"),
     "sms.preview": ("sms:manage",),
+    "sms.inbox": ("sms:logs:read", "sms:manage"),  # [assumed] as reports
 }
 
 
@@ -747,6 +748,89 @@ class InfobipHook(BaseHook):
             idempotent=True,
             json_body={"text": text, "transliteration": transliteration},
         )
+
+    # ----------------------------------------------------------- return path
+    def people_page(
+        self,
+        *,
+        filter: dict[str, Any] | None = None,
+        order_by: str | None = None,
+        limit: int = 1000,
+        page: int = 1,
+    ) -> PeoplePage:
+        """One page of ``GET /people/2/persons`` (``filter`` as JSON, ``orderBy`` such as
+        ``modifiedAt:asc,id:asc``), with the time Infobip answered (its ``Date`` header).
+
+        [assumed] ``orderBy`` takes several ``field:direction`` pairs separated by commas, ``filter``
+        compares ``id`` like any other top-level field, and ``Date`` comes from the clock that stamps
+        ``modifiedAt``; the People export's keyset paging (:mod:`infobip_provider.exports`) relies on it.
+        """
+        params: dict[str, Any] = {"limit": limit, "page": page}
+        if filter is not None:
+            params["filter"] = json.dumps(filter, separators=(",", ":"))
+        if order_by:
+            params["orderBy"] = order_by
+        response = self._request(
+            "people.list", "GET", "/people/2/persons", what="people list", idempotent=True, params=params
+        )
+        body = _decode(response)
+        persons = (body.get("persons") if isinstance(body, dict) else None) or []
+        return PeoplePage(list(persons), _people_time(response.headers.get("Date")))
+
+    def sms_reports_page(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """One page of ``GET /sms/3/reports``. Infobip hands each report out **once**, so an answer lost
+        on the way is lost for good: never repeated here (a failure after the request may have reached
+        Infobip raises, and the caller reconciles against the SMS logs)."""
+        body = self._call(
+            "sms.reports",
+            "GET",
+            "/sms/3/reports",
+            what="SMS reports",
+            idempotent=False,
+            params=[("limit", limit)],
+        )
+        return list((body or {}).get("results") or [])
+
+    def sms_inbox_page(self, *, limit: int = 1000) -> list[dict[str, Any]]:
+        """One page of ``GET /sms/1/inbox/reports`` (inbound SMS, each handed out once; never repeated)."""
+        body = self._call(
+            "sms.inbox",
+            "GET",
+            "/sms/1/inbox/reports",
+            what="SMS inbox",
+            idempotent=False,
+            params=[("limit", limit)],
+        )
+        return list((body or {}).get("results") or [])
+
+
+@dataclass(frozen=True)
+class PeoplePage:
+    """One page of People.
+
+    :param persons: the persons as Infobip answered them (v2 shape).
+    :param server_time: when Infobip answered, as a People timestamp (``yyyy-MM-ddTHH:mm:ss`` UTC),
+        ``None`` when the answer carried no usable ``Date`` header.
+    """
+
+    persons: list[dict[str, Any]]
+    server_time: str | None
+
+
+def _people_time(date_header: str | None) -> str | None:
+    """An HTTP ``Date`` header as a People timestamp (UTC, seconds, no zone)."""
+    if not date_header:
+        return None
+    from datetime import UTC
+    from email.utils import parsedate_to_datetime
+
+    try:
+        moment = parsedate_to_datetime(date_header)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 _MISSING_SCOPE = "missing scope (403)"

@@ -49,6 +49,7 @@ def _send(request: Request, raw: bytes) -> JSONResponse:
             "sentAt": leaves_at,
             "doneAt": leaves_at + core.config.delivery_delay,
             "undeliverable": item["destination"].startswith(prefixes),
+            "outcome": sms.outcome_for(item["destination"], core.store.sms_outcomes),
             "reported": False,
         }
         core.store.messages.append(message)

@@ -27,7 +27,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infobip_provider.sandbox import api_lists, api_people, api_sms
+from infobip_provider.sandbox import admin_returns, api_inbox, api_lists, api_people, api_sms
 from infobip_provider.sandbox.config import SandboxConfig
 from infobip_provider.sandbox.core import Fault, SandboxCore
 from infobip_provider.sandbox.endpoints import BY_NAME, EndpointSpec, classify, fingerprint
@@ -340,7 +340,9 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app.include_router(api_lists.router)
     app.include_router(api_people.router)
     app.include_router(api_sms.router)
+    app.include_router(api_inbox.router)
     app.include_router(admin)
+    app.include_router(admin_returns.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(GateMiddleware, core=core)

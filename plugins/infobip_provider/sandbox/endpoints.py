@@ -104,6 +104,8 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
     # Reports are handed out once, so reading them changes the state.
     _e("sms.reports", "GET", "/sms/3/reports", 0.0, "account", "sms3", True, _SMS_READ),
     _e("sms.preview", "POST", "/sms/1/preview", 0.0, "account", "legacy", False, _SMS_MANAGE),
+    # Inbound SMS are handed out once too. [assumed] no published limit; scopes as for reports.
+    _e("sms.inbox", "GET", "/sms/1/inbox/reports", 0.0, "account", "legacy", True, _SMS_READ),
 )
 
 BY_NAME: dict[str, EndpointSpec] = {spec.name: spec for spec in ENDPOINTS}

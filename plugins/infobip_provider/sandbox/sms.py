@@ -2,7 +2,7 @@
 
 A stored message is a dict with ``messageId``, ``bulkId``, ``destination``, ``sender``, ``text``,
 ``messageCount``, ``sentAt`` and ``doneAt`` (epoch seconds: when it leaves PENDING),
-``undeliverable`` and ``reported``. Its status is computed from the clock, so a fake clock moves
+``undeliverable``, ``outcome`` (a name of :data:`OUTCOMES`, or none) and ``reported``. Its status is computed from the clock, so a fake clock moves
 messages from PENDING to DELIVERED (or UNDELIVERABLE) without any background task.
 """
 
@@ -58,6 +58,73 @@ UNKNOWN_SUBSCRIBER = {
     "name": "EC_UNKNOWN_SUBSCRIBER",
     "description": "Unknown Subscriber",
     "permanent": True,
+}
+
+#: Final outcomes a test can give SMS to numbers with a prefix (``POST /_sandbox/sms/outcomes``):
+#: name -> (status, error). Error names and ids follow Infobip's published SMS error codes.
+OUTCOMES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "delivered": (DELIVERED, NO_ERROR),
+    "unknown_subscriber": (UNDELIVERABLE, UNKNOWN_SUBSCRIBER),
+    "absent_subscriber": (
+        UNDELIVERABLE,
+        {
+            "groupId": 1,
+            "groupName": "HANDSET_ERRORS",
+            "id": 27,
+            "name": "EC_ABSENT_SUBSCRIBER",
+            "description": "Absent Subscriber",
+            "permanent": False,
+        },
+    ),
+    "operator_failure": (
+        UNDELIVERABLE,
+        {
+            "groupId": 3,
+            "groupName": "OPERATOR_ERRORS",
+            "id": 2049,
+            "name": "EC_SYSTEM_FAILURE",
+            "description": "System Failure",
+            "permanent": False,
+        },
+    ),
+    "barred": (
+        UNDELIVERABLE,
+        {
+            "groupId": 2,
+            "groupName": "USER_ERRORS",
+            "id": 13,
+            "name": "EC_CALL_BARRED",
+            "description": "Call Barred",
+            "permanent": True,
+        },
+    ),
+    "expired": (
+        {
+            "groupId": 4,
+            "groupName": "EXPIRED",
+            "id": 15,
+            "name": "EXPIRED_EXPIRED",
+            "description": "Message expired",
+        },
+        {
+            "groupId": 1,
+            "groupName": "HANDSET_ERRORS",
+            "id": 27,
+            "name": "EC_ABSENT_SUBSCRIBER",
+            "description": "Absent Subscriber",
+            "permanent": False,
+        },
+    ),
+    "rejected": (
+        {
+            "groupId": 5,
+            "groupName": "REJECTED",
+            "id": 14,
+            "name": "REJECTED_DESTINATION_BLOCKLISTED",
+            "description": "Destination is blocklisted",
+        },
+        NO_ERROR,
+    ),
 }
 
 ALPHANUMERIC_SENDER = re.compile(r"^(?=.*[A-Za-z])[A-Za-z0-9 ._&-]{3,11}$")
@@ -237,6 +304,9 @@ def sms_status_fields(message: dict[str, Any], now: float) -> dict[str, Any]:
     """``status`` and ``error`` of a stored message at time ``now``."""
     if not is_final(message, now):
         return {"status": PENDING, "error": NO_ERROR}
+    if message.get("outcome") in OUTCOMES:
+        status, error = OUTCOMES[message["outcome"]]
+        return {"status": status, "error": error}
     if message.get("undeliverable"):
         return {"status": UNDELIVERABLE, "error": UNKNOWN_SUBSCRIBER}
     return {"status": DELIVERED, "error": NO_ERROR}
@@ -270,3 +340,11 @@ def render_report(message: dict[str, Any], now: float, currency: str) -> dict[st
     item = {**_item(message, now, currency), "to": message["destination"]}
     item["callbackData"] = message.get("callbackData")
     return {k: v for k, v in item.items() if v is not None}
+
+
+def outcome_for(destination: str, outcomes: dict[str, str]) -> str | None:
+    """The outcome the longest matching prefix of ``outcomes`` gives ``destination``, if any."""
+    for prefix in sorted(outcomes, key=len, reverse=True):
+        if destination.startswith(prefix):
+            return outcomes[prefix]
+    return None

@@ -1,4 +1,4 @@
-"""Everything the sandbox remembers: lists, People, tags and sent SMS, plus JSON (de)serialisation.
+"""Everything the sandbox remembers: lists, People, tags, sent and inbound SMS, plus JSON (de)serialisation.
 
 The store holds plain dicts in the shapes Infobip answers with, and indexes people by external id,
 email and phone. It knows nothing about HTTP; the route modules validate requests and call it.
@@ -39,6 +39,10 @@ class SandboxStore:
         self.people: dict[int, dict[str, Any]] = {}
         self.tags: dict[str, dict[str, Any]] = {}
         self.messages: list[dict[str, Any]] = []
+        #: inbound SMS (replies) a test injected, each handed out once by ``/sms/1/inbox/reports``
+        self.inbound: list[dict[str, Any]] = []
+        #: destination prefix -> outcome name (``sms.OUTCOMES``) given to SMS sent to such numbers
+        self.sms_outcomes: dict[str, str] = {}
         self.next_ids = {"list": 1001, "person": 1, "tag": 1}
         self._by_external: dict[str, int] = {}
         self._by_email: dict[str, int] = {}
@@ -128,6 +132,8 @@ class SandboxStore:
             "tags": list(self.tags.values()),
             "people": list(self.people.values()),
             "messages": list(self.messages),
+            "inbound": list(self.inbound),
+            "sms_outcomes": dict(self.sms_outcomes),
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -145,6 +151,8 @@ class SandboxStore:
         self.messages = [
             {k: v for k, v in m.items() if k not in ("status", "error")} for m in data.get("messages", [])
         ]
+        self.inbound = list(data.get("inbound", []))
+        self.sms_outcomes = dict(data.get("sms_outcomes", {}))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state atomically (temporary file in the same folder, fsync, rename)."""

@@ -222,6 +222,32 @@ class SandboxProcess:
         faults: list[dict] = self._admin("POST", "/faults", json=body)["faults"]
         return faults
 
+    # ---- return path (see sandbox/admin_returns.py) -------------------------------------------
+    def inject_inbound(self, messages: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Replies (``{"from", "to", "text", "keyword"?}``) for ``/sms/1/inbox/reports``; their ids."""
+        ids: list[str] = self._admin("POST", "/sms/inbound", json={"messages": list(messages)})["messageIds"]
+        return ids
+
+    def set_sms_outcomes(self, outcomes: Mapping[str, str]) -> dict[str, str]:
+        """SMS sent later to numbers starting with a prefix end in its outcome (``sms.OUTCOMES``)."""
+        table: dict[str, str] = self._admin("POST", "/sms/outcomes", json={"outcomes": dict(outcomes)})[
+            "outcomes"
+        ]
+        return table
+
+    def generate_people(self, count: int, tags: Sequence[str] = (), prefix: str = "p") -> tuple[int, int]:
+        """Make ``count`` people at once (no API cooldowns); the first and last new person id."""
+        got = self._admin(
+            "POST", "/people/generate", json={"count": count, "tags": list(tags), "prefix": prefix}
+        )
+        return int(got["first"]), int(got["last"])
+
+    def modify_people(self, ids: Sequence[int], custom_attributes: Mapping[str, Any]) -> int:
+        """Change those people as an API update would (``modifiedAt`` becomes now); how many changed."""
+        body = {"ids": list(ids), "customAttributes": dict(custom_attributes)}
+        modified: int = self._admin("POST", "/people/modify", json=body)["modified"]
+        return modified
+
 
 def _pump(stream: Any, lines: queue.Queue[str | None]) -> None:
     for line in stream:
