@@ -116,6 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             access_log=False,
             lifespan="on",
             timeout_graceful_shutdown=3,
+            date_header=False,  # the gate middleware stamps Date from the sandbox's own clock
         )
     )
 

@@ -21,6 +21,7 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from email.utils import formatdate
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -85,6 +86,10 @@ class GateMiddleware:
         async def tracked_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 answered.append(message["status"])
+                # Date from the clock that stamps modifiedAt, as Infobip's answers carry it (uvicorn's
+                # own header is refreshed once a second and may lag by up to a second).
+                stamp = formatdate(core.clock(), usegmt=True).encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"date", stamp)]}
             await send(message)
 
         outcome = "ok"
