@@ -1,0 +1,231 @@
+"""Delivery reports and replies into SQLite and PostgreSQL against the sandbox, killed at random points."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from infobip_provider.hooks.infobip import InfobipHook
+from infobip_provider.sandbox.testing import SandboxProcess
+from infobip_provider.transfers.reports_to_sql import InfobipRepliesToSqlOperator, InfobipReportsToSqlOperator
+from tests.integration.conftest import run_operator
+from tests.transfers.conftest import SCALE, records
+
+pytestmark = pytest.mark.sandbox
+ROOT = Path(__file__).resolve().parents[2]
+DELAY = 0.4  # seconds an SMS stays PENDING in this module's sandbox
+
+#: number prefix -> (sandbox outcome, expected bounce class); other numbers are delivered.
+OUTCOMES = {
+    "4170": ("absent_subscriber", "soft_bounce"),
+    "4171": ("unknown_subscriber", "hard_bounce"),
+    "4172": ("rejected", "dropped"),
+    "4173": ("expired", "soft_bounce"),
+    "4174": ("barred", "hard_bounce"),
+    "4175": ("operator_failure", "soft_bounce"),
+    "4176": ("delivered", "delivered"),
+}
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Iterator[SandboxProcess]:
+    """This module's sandbox: reports appear ``DELAY`` seconds after a send."""
+    with SandboxProcess(
+        api_key="reports-key", cooldown_scale=SCALE, extra_args=["--delivery-delay", str(DELAY)]
+    ) as sb:
+        yield sb
+
+
+def send(sandbox: SandboxProcess, count: int) -> dict[str, str]:
+    """Send ``count`` SMS spread over every outcome; message id -> expected bounce class."""
+    sandbox.set_sms_outcomes({prefix: outcome for prefix, (outcome, _) in OUTCOMES.items()})
+    hook = InfobipHook()
+    expected: dict[str, str] = {}
+    prefixes = list(OUTCOMES)
+    batch = uuid.uuid4().hex[:8]
+    for start in range(0, count, 1000):
+        destinations = []
+        for i in range(start, min(count, start + 1000)):
+            prefix = prefixes[i % len(prefixes)]
+            message_id = f"{batch}-{i}"
+            destinations.append({"to": f"{prefix}{i:07d}", "messageId": message_id})
+            expected[message_id] = OUTCOMES[prefix][1]
+        hook.send_sms(
+            {
+                "messages": [
+                    {
+                        "sender": "InfoSMS",
+                        "destinations": destinations,
+                        "content": {"text": "Hi"},
+                        "webhooks": {"callbackData": "cb"},
+                    }
+                ]
+            }
+        )
+    return expected
+
+
+def table_classes(warehouse) -> dict[str, str]:
+    rows = records(warehouse["conn_id"], f"SELECT message_id, bounce_class FROM {warehouse['reports']}")
+    return {str(m): str(c) for m, c in rows}
+
+
+def _collect(warehouse, **kwargs) -> dict:
+    return run_operator(
+        InfobipReportsToSqlOperator(
+            task_id="collect_reports", sql_conn_id=warehouse["conn_id"], table=warehouse["reports"], **kwargs
+        )
+    )
+
+
+def test_reports_appear_after_a_delay_and_land_once_with_their_bounce_class(sandbox, infobip_conn, warehouse):
+    expected = send(sandbox, 2100)
+    early = _collect(warehouse)
+    assert early["channels"]["sms"]["rows"] == 0  # still PENDING: nothing handed out yet
+    time.sleep(DELAY + 0.1)
+    summary = _collect(warehouse)["channels"]["sms"]
+    assert summary["rows"] == 2100 and summary["pages"] == 3  # 1000, 1000 and a short page
+    assert summary["asset"].startswith("infobip://") and summary["asset"].endswith("/reports/sms")
+    assert table_classes(warehouse) == expected
+    assert set(expected.values()) == {"delivered", "soft_bounce", "hard_bounce", "dropped"}
+    again = _collect(warehouse)["channels"]["sms"]
+    assert again["rows"] == 0  # handed out once
+    row = records(
+        warehouse["conn_id"],
+        f"SELECT recipient, status_group, error_name, error_permanent, price, currency, callback_data, source "
+        f"FROM {warehouse['reports']} WHERE message_id = '{next(m for m, c in expected.items() if c == 'hard_bounce')}'",
+    )[0]
+    assert row[1:] == ("UNDELIVERABLE", "EC_UNKNOWN_SUBSCRIBER", True, 0.01, "EUR", "cb", "report")
+
+
+def test_a_page_landed_before_a_crash_is_inserted_by_the_next_run(
+    sandbox, infobip_conn, warehouse, monkeypatch
+):
+    expected = send(sandbox, 300)
+    time.sleep(DELAY + 0.1)
+    from infobip_provider.warehouse import SqlTable
+
+    original = SqlTable.upsert
+
+    def crash(self, rows):
+        raise KeyboardInterrupt("killed between landing and inserting")
+
+    monkeypatch.setattr(SqlTable, "upsert", crash)
+    with pytest.raises(KeyboardInterrupt):
+        _collect(warehouse)
+    monkeypatch.setattr(SqlTable, "upsert", original)
+    summary = _collect(warehouse)["channels"]["sms"]
+    assert summary["recovered_pages"] == 1 and summary["reconciled"] == 0
+    assert table_classes(warehouse) == expected
+
+
+def test_a_lost_answer_is_rebuilt_from_the_logs(sandbox, infobip_conn, warehouse):
+    expected = send(sandbox, 250)
+    time.sleep(DELAY + 0.1)
+    sandbox.inject_fault("sms.reports", "commit_then_500")  # handed out, answer lost
+    from airflow.sdk.exceptions import AirflowException
+
+    with pytest.raises(AirflowException):
+        _collect(warehouse)
+    assert table_classes(warehouse) == expected  # rebuilt from /sms/3/logs at once
+    sources = records(warehouse["conn_id"], f"SELECT DISTINCT source FROM {warehouse['reports']}")
+    assert sources == [("logs",)]
+
+
+def _worker(env: dict[str, str]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.transfers.reports_worker"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    for line in process.stdout:  # Airflow may log before the worker is ready
+        if line.strip() == "ready":
+            break
+    else:
+        raise AssertionError(f"the worker exited ({process.wait()}) before it was ready")
+    threading.Thread(target=process.stdout.read, daemon=True).start()  # never block on a full pipe
+    return process
+
+
+@pytest.mark.slow
+def test_killed_at_random_points_loses_and_duplicates_nothing(sandbox, infobip_conn, warehouse):
+    rng = random.Random(17)
+    env = {
+        **os.environ,
+        **infobip_conn["env"],
+        **warehouse["env"],
+        "REPORTS_TABLE": warehouse["reports"],
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
+    }
+    expected: dict[str, str] = {}
+    kills = left_behind = 0
+    for _ in range(10):
+        expected.update(send(sandbox, 1500))
+        time.sleep(DELAY + 0.1)
+        for _attempt in range(2):  # up to two kills, then a run to the end
+            victim = _worker(env)
+            time.sleep(rng.uniform(0.0, 0.4))
+            if victim.poll() is None:
+                victim.send_signal(signal.SIGKILL)
+                kills += 1
+            victim.wait()
+            state = infobip_conn["state"]
+            left_behind += len(list(state.rglob("landed-*.json"))) + len(list(state.rglob("inflight.json")))
+        survivor = _worker(env)
+        assert survivor.wait(timeout=120) == 0
+        classes = table_classes(warehouse)
+        assert classes == expected  # exactly one row per message, with its class
+    count = records(warehouse["conn_id"], f"SELECT count(*) FROM {warehouse['reports']}")[0][0]
+    assert count == len(expected) == 15_000
+    assert kills >= 10
+    print(f"{kills} kills; {left_behind} of them left a landed page or a fetch under way behind")
+
+
+def test_replies_mark_opt_outs(sandbox, infobip_conn, warehouse):
+    ids = sandbox.inject_inbound(
+        [
+            {"from": "41790000001", "to": "447860000000", "text": "STOP", "keyword": "STOP"},
+            {"from": "41790000002", "to": "447860000000", "text": "stop please"},
+            {"from": "41790000003", "to": "447860000000", "text": "Thanks, see you"},
+            {"from": "41790000004", "to": "447860000000", "text": "Arret"},
+            {"from": "41790000005", "to": "447860000000", "text": "unsubscribe"},
+        ]
+    )
+    operator = InfobipRepliesToSqlOperator(
+        task_id="collect_replies",
+        sql_conn_id=warehouse["conn_id"],
+        table=warehouse["replies"],
+        opt_out_keywords=["arret"],
+    )
+    summary = run_operator(operator)["channels"]["sms"]
+    assert summary["rows"] == 5 and summary["by_class"] == {"opt_out": 4, "reply": 1}
+    assert summary["asset"].endswith("/replies/sms")
+    rows = records(
+        warehouse["conn_id"], f"SELECT message_id, sender, opt_out, opt_out_word FROM {warehouse['replies']}"
+    )
+    by_id = {r[0]: r[1:] for r in rows}
+    assert by_id[ids[0]] == ("41790000001", True, "STOP")
+    assert by_id[ids[2]] == ("41790000003", False, None)
+    assert by_id[ids[3]][2] == "ARRET"
+    assert run_operator(operator)["channels"]["sms"]["rows"] == 0  # handed out once
+
+
+def test_email_reports_are_not_collected_yet(infobip_conn, warehouse):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    with pytest.raises(AirflowFailException, match="comes with the email channel"):
+        _collect(warehouse, channels=["sms", "email"])
