@@ -139,6 +139,51 @@ def test_one_sync_per_target_across_processes(tmp_path):
         pass
 
 
+def test_a_later_try_waits_for_the_earlier_one_to_finish_then_runs(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    said: list[str] = []
+
+    class Log:
+        def warning(self, msg, *args):
+            said.append(msg % args)
+
+    waits: list[float] = []
+
+    def sleep(seconds):  # the earlier try finishes while this one waits
+        waits.append(seconds)
+        release.set()
+        holder.join(30)
+
+    try:
+        assert ready.wait(60)
+        t = StateStore(str(tmp_path)).target("fp", "lists", "L")
+        with t.lock("the list 'L'", wait=60, log=Log(), sleep=sleep):
+            entered = True
+    finally:
+        release.set()
+        holder.join(30)
+    assert entered and len(waits) == 1
+    assert len(said) == 1 and "waiting up to" in said[0] and "nothing is sent meanwhile" in said[0]
+
+
+def test_waiting_is_bounded(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    ready, release = ctx.Event(), ctx.Event()
+    holder = ctx.Process(target=_hold_lock, args=(str(tmp_path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        t = StateStore(str(tmp_path)).target("fp", "lists", "L")
+        with pytest.raises(TargetLockedError, match="did not finish within 1 s"), t.lock("L", wait=1.0):
+            pass
+    finally:
+        release.set()
+        holder.join(30)
+
+
 def test_rejects_file(target):
     uri = target.write_rejects(
         "manual__2026-01-01T00:00:00",

@@ -27,7 +27,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import ObjectStoragePath
@@ -185,30 +185,65 @@ class TargetState:
 
     # ---------------------------------------------------------------------- lock
     @contextlib.contextmanager
-    def lock(self, what: str, lease_seconds: float = 6 * 3600) -> Iterator[None]:
-        """Hold the target's lock; fail at once if another run holds it.
+    def lock(
+        self,
+        what: str,
+        lease_seconds: float = 6 * 3600,
+        *,
+        wait: float = 0.0,
+        log: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> Iterator[None]:
+        """Hold the target's lock. While another run holds it, wait up to ``wait`` seconds for it
+        (saying so once in ``log``), then fail: two runs never send for one target side by side.
 
-        Local folders use an OS file lock (released by the kernel if the process dies). Object
-        stores use a lease object that expires after ``lease_seconds``.
+        Local folders use an OS file lock (released by the kernel when its process dies: an orphaned
+        try that is still running keeps it until it ends). Object stores use a lease object that
+        expires after ``lease_seconds``.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + max(0.0, wait)
+        said = False
+
+        def wait_or_fail(holder: str) -> None:
+            nonlocal said
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TargetLockedError(
+                    f"Another run ({holder}) is syncing {what} right now"
+                    + (f" and did not finish within {wait:.0f} s" if wait > 0 else "")
+                    + "; this run stops without sending anything"
+                )
+            if not said and log is not None:
+                log.warning(
+                    "Another run (%s) holds %s (an earlier try still running?): waiting up to %.0f s for "
+                    "it to finish; nothing is sent meanwhile",
+                    holder,
+                    what,
+                    left,
+                )
+                said = True
+            sleep(min(2.0, left))
+
         if self.is_local:
             fd = os.open(self._local(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    raise TargetLockedError(
-                        f"Another run is syncing {what} right now; this run stops without sending anything"
-                    ) from None
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        wait_or_fail("a process on this host")
                 yield
             finally:
                 os.close(fd)
             return
         owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
-        lease = self.read_json(".lease.json")
-        if lease and lease.get("expires", 0) > time.time():
-            raise TargetLockedError(f"Another run ({lease.get('owner')}) is syncing {what}; lease ends later")
+        while True:
+            lease = self.read_json(".lease.json")
+            if not (lease and lease.get("expires", 0) > time.time()):
+                break
+            wait_or_fail(str(lease.get("owner")))
         self.write_json(".lease.json", {"owner": owner, "expires": time.time() + lease_seconds})
         try:
             yield

@@ -124,8 +124,8 @@ def test_two_runs_of_one_list_cannot_overlap(sandbox, infobip_conn, tmp_path):
     hook = InfobipHook()
     target = StateStore(hook.state_uri).target(hook.key_fingerprint, "lists", "Customers")
     path = write_cohort(tmp_path / "c.csv", emails(5))
-    with target.lock("held by another run"), pytest.raises(TargetLockedError):
-        sync(path)
+    with target.lock("held by another run"), pytest.raises(TargetLockedError, match="within 1 s"):
+        sync(path, lock_wait=1)  # an earlier try still holds it: wait, then give up, sending nothing
     assert list_calls(sandbox)["lists.add"] == 0
 
 
