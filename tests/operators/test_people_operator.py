@@ -218,7 +218,7 @@ def test_a_tag_deleted_in_infobip_is_created_again_and_everyone_tagged(fake, tmp
         person["tags"].clear()
     FakeHook.log.clear()
     summary = run(write_cohort(tmp_path / "c.csv", people(4)))
-    assert summary["tag_recreated"] is True
+    assert summary["recreated"] is True
     assert calls("tags.create") == ["VIP"]
     assert calls("people.upsert") == ["p3@example.com"]  # no field was re-sent for the others
     assert all(p["tags"] == {"VIP"} for p in FakeHook.people.values())
