@@ -25,10 +25,11 @@ import requests
 from infobip_api_client import models
 from pydantic import BaseModel, ValidationError
 
+from infobip_provider.engines.broadcast import message_id
 from infobip_provider.hooks.infobip import InfobipHook, RetryPolicy
 from infobip_provider.people import build_people, parse_field_map
 from infobip_provider.sandbox.testing import SandboxProcess
-from infobip_provider.sms import SmsOptions, build_body, message_id
+from infobip_provider.sms import SmsOptions, build_body
 
 pytestmark = pytest.mark.sandbox
 

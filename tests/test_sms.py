@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from infobip_provider.engines.broadcast import broadcast_bulk_id, fold_ledger, message_id
 from infobip_provider.sms import (
     GSM7,
     GSM7_BASIC_CHARS,
@@ -24,13 +25,10 @@ from infobip_provider.sms import (
     TemplateError,
     answer_statuses,
     batch_ids,
-    broadcast_bulk_id,
     build_body,
     check_sender,
     count_segments,
     describe_character,
-    fold_ledger,
-    message_id,
     plan_batches,
     protect_tokens,
 )

@@ -23,7 +23,6 @@ Nothing here touches the network, the clock (it is passed in) or pandas.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import re
 import unicodedata
 from collections import Counter
@@ -297,28 +296,6 @@ def check_sender(sender: Any) -> str:
         f"The sender {text!r} is not valid: use an alphanumeric sender of 3 to 11 characters (letters, "
         "digits, space . _ & -, at least one letter) or a number of 3 to 16 digits"
     )
-
-
-def broadcast_bulk_id(dag_id: str, run_id: str, task_id: str, suffix: str = "", map_index: int = -1) -> str:
-    """A bulk id that is the same on every try of one task in one run, and unique across runs.
-
-    A readable prefix plus a hash of the exact ids (so two runs never share a bulk id even when
-    the readable part is cut or cleaned), at most 100 characters. ``map_index`` (when 0 or more)
-    keeps the instances of a mapped task (``.expand``) apart; an unmapped task's id is unchanged.
-    """
-    parts = [dag_id, run_id, task_id, suffix]
-    task = task_id
-    if map_index is not None and map_index >= 0:
-        parts.append(str(map_index))
-        task = f"{task_id}-{map_index}"
-    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
-    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dag_id}.{task}.{run_id}{suffix}").strip("-.")
-    return f"{readable[: MAX_BULK_ID - len(digest) - 1]}-{digest}"
-
-
-def message_id(bulk_id: str, phone: str) -> str:
-    """The recipient's message id within a broadcast: 32 hex characters, the same on every try."""
-    return hashlib.sha256(f"{bulk_id}\x1f{phone}".encode()).hexdigest()[:32]
 
 
 # ------------------------------------------------------------------------------------------ options
@@ -877,50 +854,6 @@ class SegmentPlan:
         return lines
 
 
-# ------------------------------------------------------------------------------------------ ledger
-@dataclass
-class Ledger:
-    """What a broadcast's journal says.
-
-    :ivar sent: message ids Infobip accepted (answered, or found in its logs).
-    :ivar open: batches written before sending without an answer: key -> (time, message ids).
-    :ivar statuses: status group name -> messages, from the answers and the logs.
-    :ivar reported_segments: ``messageCount`` summed from answers that carried it.
-    :ivar reconciled: message ids found in the logs after a lost answer or a crash.
-    :ivar not_sent: batches closed because Infobip provably did not take them.
-    """
-
-    sent: set[str] = field(default_factory=set)
-    open: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
-    statuses: Counter[str] = field(default_factory=Counter)
-    reported_segments: int = 0
-    reconciled: int = 0
-    not_sent: int = 0
-
-
-def fold_ledger(records: Iterable[Mapping[str, Any]]) -> Ledger:
-    """Fold journal records (``intent``, ``ack``, ``reconciled``, ``not_sent``) into a :class:`Ledger`."""
-    ledger = Ledger()
-    for record in records:
-        state, key = record.get("state"), str(record.get("batch"))
-        if state == "intent":
-            ledger.open[key] = (float(record.get("t", 0.0)), list(record.get("ids") or []))
-        elif state == "ack" and key in ledger.open:
-            ledger.sent.update(ledger.open.pop(key)[1])
-            ledger.statuses.update(record.get("statuses") or {})
-            ledger.reported_segments += int(record.get("segments") or 0)
-        elif state == "reconciled" and key in ledger.open:
-            ledger.open.pop(key)
-            known = list(record.get("known") or [])
-            ledger.sent.update(known)
-            ledger.reconciled += len(known)
-            ledger.statuses.update(record.get("statuses") or {})
-        elif state == "not_sent" and key in ledger.open:
-            ledger.open.pop(key)
-            ledger.not_sent += 1
-    return ledger
-
-
 def answer_statuses(answer: Any) -> tuple[Counter[str], int]:
     """Status group counts and summed ``messageCount`` of a send answer (or a logs page)."""
     statuses: Counter[str] = Counter()
@@ -932,3 +865,46 @@ def answer_statuses(answer: Any) -> tuple[Counter[str], int]:
         details = item.get("details") or {}
         segments += int(details.get("messageCount") or 0)
     return statuses, segments
+
+
+# ------------------------------------------------------------------------------------------ channel
+#: ``/sms/3/logs`` keeps 48 hours; an intent older than this cannot be reconciled safely.
+LOGS_HORIZON = 47 * 3600.0
+#: message ids per ``/sms/3/logs`` query: Infobip caps the ``messageId`` values at 2048 characters
+#: (60 ids of 32 characters and their separators make 1979).
+LOG_QUERY_IDS = 60
+
+
+class SmsChannel:
+    """SMS for the broadcast engine: requests of ``POST /sms/3/messages`` grouped by text, answers'
+    status groups, and the lookup in ``GET /sms/3/logs``."""
+
+    send_endpoint = "sms.send"
+    logs_name = "GET /sms/3/logs"
+    logs_horizon = LOGS_HORIZON
+
+    def __init__(self, hook: Any, options: SmsOptions) -> None:
+        self.hook = hook
+        self.options = options
+
+    @property
+    def deferral(self) -> tuple[str, ...]:
+        return self.options.deferral
+
+    def batches(self, recipients: Sequence[Recipient], size: int) -> list[list[Group]]:
+        return plan_batches(recipients, size)
+
+    def batch_ids(self, batch: Sequence[Group]) -> list[str]:
+        return batch_ids(batch)
+
+    def send(self, batch: Sequence[Group], bulk_id: str) -> Any:
+        return self.hook.send_sms(build_body(batch, self.options, bulk_id))
+
+    def statuses(self, answer: Any) -> tuple[Counter[str], int]:
+        return answer_statuses(answer)
+
+    def lookup(self, bulk_id: str, ids: Sequence[str]) -> Iterable[dict[str, Any]]:
+        for start in range(0, len(ids), LOG_QUERY_IDS):
+            yield from self.hook.sms_logs(
+                bulk_id=bulk_id, message_ids=list(ids[start : start + LOG_QUERY_IDS])
+            )

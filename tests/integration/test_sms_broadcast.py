@@ -241,7 +241,7 @@ def test_sigkill_at_random_moments_then_resume(sandbox, infobip_conn, tmp_path):
 
 
 def bulk_id_of(run_id: str) -> str:
-    from infobip_provider.sms import broadcast_bulk_id
+    from infobip_provider.engines.broadcast import broadcast_bulk_id
 
     return broadcast_bulk_id("adhoc_airflow", run_id, "broadcast")
 

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
+from infobip_provider.engines.broadcast import broadcast_bulk_id
 from infobip_provider.errors import (
     InfobipRateLimitError,
     InfobipServerError,
@@ -32,7 +33,7 @@ from infobip_provider.operators.sms import (
     BroadcastUncertainError,
     SmsBroadcastOperator,
 )
-from infobip_provider.sms import TemplateError, broadcast_bulk_id
+from infobip_provider.sms import TemplateError
 from infobip_provider.state import TargetState
 
 TEXT = "Hi {{first_name}}, your {{plan}} plan renews soon"
@@ -60,6 +61,7 @@ class FakeInfobip:
         self.bodies: list[dict[str, Any]] = []
         self.faults: list[str] = []
         self.calls: dict[str, int] = {}
+        self.waited: dict[str, float] = {}
         self.log_queries: list[list[str]] = []
         #: the logs answer nothing to this many more queries (a request still settling)
         self.blind_log_queries = 0

@@ -127,6 +127,7 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         raise NotImplementedError
 
     def outcome_line(self, name: str, summary: dict[str, Any], size: int) -> str:
+        """What the run did, in words (the engine adds the rows not used, calls and waits)."""
         raise NotImplementedError
 
     def refused_frame(self, refused: dict[str, str]) -> pd.DataFrame:
@@ -202,7 +203,14 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         summary.update(self.apply_plan(context, target, name, facts, snapshot, work, plan, batch_size))
         summary["rejected"] = len(rejects) + summary["refused_by_infobip"]
         size = int(summary.pop("_size"))
-        self.log.info("%s", self.outcome_line(name, summary, size))
+        self.log.info(
+            "%s; %d not used (%d refused by Infobip); %d calls, %.1f s waiting for cooldowns",
+            self.outcome_line(name, summary, size),
+            summary["rejected"],
+            summary["refused_by_infobip"],
+            sum(self.hook.calls.values()),
+            sum(self.hook.waited.values()),
+        )
         done = {k: summary[k] for k in self.history_counts}
         return self.finish(context, target, name, summary, counts=done, size=size, dry_run=False)
 

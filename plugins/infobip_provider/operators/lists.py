@@ -237,9 +237,7 @@ class CohortToListOperator(SyncOperator["pd.DataFrame", "list[str]", ListPlan]):
     def outcome_line(self, name: str, summary: dict[str, Any], size: int) -> str:
         return (
             f"List {name!r} (id {summary['list_id']}) now has {size} members: {summary['added']} added, "
-            f"{summary['removed']} removed, {summary['unchanged']} unchanged; {summary['rejected']} rows or "
-            f"ids not used ({summary['refused_by_infobip']} refused by Infobip); "
-            f"{sum(self.hook.calls.values())} calls, {sum(self.hook.waited.values()):.1f} s waiting for cooldowns"
+            f"{summary['removed']} removed, {summary['unchanged']} unchanged"
         )
 
     def refused_frame(self, refused: dict[str, str]) -> pd.DataFrame:

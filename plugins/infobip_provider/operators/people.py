@@ -388,10 +388,7 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
     def outcome_line(self, name: str, summary: dict[str, Any], size: int) -> str:
         return (
             f"Tag {name!r} now on {size} people: {summary['created']} created, {summary['updated']} updated, "
-            f"{summary['unchanged']} unchanged, {summary['tagged']} tagged, {summary['untagged']} untagged; "
-            f"{summary['rejected']} rows or people not used ({summary['refused_by_infobip']} refused by "
-            f"Infobip); {sum(self.hook.calls.values())} calls, {sum(self.hook.waited.values()):.1f} s "
-            "waiting for cooldowns"
+            f"{summary['unchanged']} unchanged, {summary['tagged']} tagged, {summary['untagged']} untagged"
         )
 
     def refused_frame(self, refused: dict[str, str]) -> pd.DataFrame:

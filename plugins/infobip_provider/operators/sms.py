@@ -1,353 +1,46 @@
 """SmsBroadcastOperator: one personalised SMS per cohort member, exactly once, with every Infobip option.
 
-How "exactly once" holds (Infobip has no idempotency key):
-
-1. The broadcast's ``bulkId`` comes from the DAG, run and task ids, and each recipient's
-   ``messageId`` from the bulk id and the number, so every try of the task names the same messages.
-2. The broadcast's journal in the state store is the ledger: an *intent* (the batch's message ids)
-   is written durably before a request leaves, an *ack* after Infobip answered it.
-3. A try that starts with intents without an ack (the last one was killed) asks
-   ``GET /sms/3/logs`` by bulk and message id which of those messages Infobip has; the known ones
-   count as sent, only the unknown ones are sent again.
-4. A lost answer inside a try (a 5xx, or a timeout after the request left) is reconciled the same
-   way at once, after a short settling delay, and only the unknown rest is sent again (bounded).
-   A 429 or a failure to connect needs no reconciliation: Infobip did nothing.
-5. The logs are asked twice, ``reconcile_delay`` apart, before a message counts as unknown.
-6. A broadcast with ``send_at``, a ``delivery_time_window`` or a ``sending_speed_limit`` is never
-   resent from the logs: Infobip may hold its accepted messages back and leave them out of the
-   logs until they leave. Unknown ones stop the task (:class:`BroadcastUncertainError`) and stay
-   open in the ledger, so every later try refuses too until the logs show them.
+The exactly-once machinery is the broadcast engine's (:mod:`infobip_provider.engines.broadcast`);
+this operator supplies the SMS channel (:class:`infobip_provider.sms.SmsChannel`), the message
+template, Infobip's SMS options, the segment plan and its words.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import time
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator
 from airflow.sdk.exceptions import AirflowFailException
 
-from infobip_provider.checkpoint import log_progress
-from infobip_provider.links import set_links
-from infobip_provider.operators.common import (
-    cohort_source_for,
-    record_run,
-    run_key,
-    target_state,
-    validate_batch_size,
+from infobip_provider.engines.broadcast import (
+    BroadcastLedgerError,
+    BroadcastOperator,
+    BroadcastReuseError,
+    BroadcastUncertainError,
+    paused_gc,
 )
-from infobip_provider.values import as_flag, as_literal, as_number, as_text, blank_to_none
+from infobip_provider.operators.base import CohortOperator
+from infobip_provider.operators.common import validate_batch_size
+from infobip_provider.sms import LOG_QUERY_IDS
+from infobip_provider.values import as_literal, as_number, as_text, blank_to_none
 
 if TYPE_CHECKING:
-    import logging
-
     from airflow.sdk import Context
 
-    from infobip_provider.hooks.infobip import InfobipHook
-    from infobip_provider.sms import Group, Ledger, Recipient, SmsOptions
-    from infobip_provider.state import TargetState
+    from infobip_provider.sms import Recipient, SmsOptions
 
-#: ``/sms/3/logs`` keeps 48 hours; an intent older than this cannot be reconciled safely.
-RECONCILE_HORIZON = 47 * 3600.0
-#: message ids per ``/sms/3/logs`` query: Infobip caps the ``messageId`` values at 2048 characters
-#: (60 ids of 32 characters and their separators make 1979).
-LOG_QUERY_IDS = 60
+__all__ = [
+    "LOG_QUERY_IDS",
+    "BroadcastLedgerError",
+    "BroadcastReuseError",
+    "BroadcastUncertainError",
+    "SmsBroadcastOperator",
+]
 RESERVED_MEMBER_COLUMNS = ("key", "email", "phone", "external_id", "row")
 
 
-@contextlib.contextmanager
-def paused_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector while building many small acyclic objects.
-
-    A 100,000-recipient plan makes millions of strings, tuples and lists, none in a cycle; the
-    collector's repeated full passes over them cost more than the work itself (3-5x measured).
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
-
-
-class BroadcastLedgerError(AirflowFailException):
-    """The ledger cannot tell what was sent (an unconfirmed batch is older than Infobip's logs)."""
-
-
-class BroadcastUncertainError(BroadcastLedgerError):
-    """An unconfirmed batch of a held-back broadcast (scheduled, delivery window, speed limit) is not
-    all in Infobip's logs: its absence proves nothing, so none of it is sent again."""
-
-
-class BroadcastReuseError(AirflowFailException):
-    """An explicit ``bulk_id`` already names a broadcast of another DAG run."""
-
-
-class BroadcastRun:
-    """Sends recipients of one bulk through the ledger; used by :class:`SmsBroadcastOperator`.
-
-    :param hook: an :class:`InfobipHook` (or anything with ``send_sms`` and ``sms_logs``).
-    :param target: the broadcast's state (its journal is the ledger).
-    :param reconcile_delay: seconds an unanswered request is given to settle before the logs are asked.
-    :param max_send_attempts: requests per batch when answers are lost (each followed by reconciliation).
-    """
-
-    def __init__(
-        self,
-        hook: Any,
-        target: TargetState,
-        bulk_id: str,
-        options: SmsOptions,
-        *,
-        batch_size: int = 1000,
-        reconcile_delay: float = 15.0,
-        max_send_attempts: int = 3,
-        clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
-        log: logging.Logger | Any = None,
-    ) -> None:
-        from infobip_provider.sms import fold_ledger
-
-        self.hook = hook
-        self.target = target
-        self.bulk_id = bulk_id
-        self.options = options
-        self.batch_size = batch_size
-        self.reconcile_delay = reconcile_delay
-        self.max_send_attempts = max(1, int(max_send_attempts))
-        self.clock = clock
-        self.sleep = sleep
-        self.log = log or _null_log()
-        self.attempt = uuid.uuid4().hex[:8]
-        self._seq = 0
-        self.ledger: Ledger = fold_ledger(target.read_journal())
-        #: options that let Infobip hold messages back: the logs cannot prove those were not sent.
-        self.deferral: tuple[str, ...] = options.deferral
-        self.sent_now = 0
-        self.resent = 0
-        self.requests = 0
-
-    # ----------------------------------------------------------------- journal
-    def _record(self, record: dict[str, Any]) -> None:
-        self.target.append_journal(record)
-
-    def _intent(self, ids: list[str]) -> str:
-        self._seq += 1
-        key = f"{self.attempt}-{self._seq}"
-        now = self.clock()
-        self._record({"state": "intent", "batch": key, "t": now, "ids": ids})
-        self.ledger.open[key] = (now, ids)
-        return key
-
-    def _ack(self, key: str, statuses: Counter[str], segments: int) -> None:
-        self._record({"state": "ack", "batch": key, "statuses": dict(statuses), "segments": segments})
-        _, ids = self.ledger.open.pop(key)
-        self.ledger.sent.update(ids)
-        self.ledger.statuses.update(statuses)
-        self.ledger.reported_segments += segments
-        self.sent_now += len(ids)
-
-    def _not_sent(self, key: str, reason: str) -> None:
-        self._record({"state": "not_sent", "batch": key, "reason": reason})
-        self.ledger.open.pop(key, None)
-        self.ledger.not_sent += 1
-
-    # --------------------------------------------------------------- reconcile
-    def _ask_logs(self, ids: Sequence[str]) -> tuple[set[str], Counter[str]]:
-        """Which of ``ids`` Infobip's logs show in this bulk, with their status groups."""
-        wanted = set(ids)
-        known: set[str] = set()
-        statuses: Counter[str] = Counter()
-        for start in range(0, len(ids), LOG_QUERY_IDS):
-            chunk = list(ids[start : start + LOG_QUERY_IDS])
-            for item in self.hook.sms_logs(bulk_id=self.bulk_id, message_ids=chunk):
-                mid = item.get("messageId")
-                if mid in wanted and mid not in known and item.get("bulkId", self.bulk_id) == self.bulk_id:
-                    known.add(mid)
-                    statuses[str((item.get("status") or {}).get("groupName") or "UNKNOWN")] += 1
-        return known, statuses
-
-    def _check(self, key: str) -> tuple[set[str], Counter[str]]:
-        """Ask the logs about the open batch ``key`` once it settled, and again ``reconcile_delay``
-        later about the messages the first answer did not show."""
-        started, ids = self.ledger.open[key]
-        age = self.clock() - started
-        if age > RECONCILE_HORIZON:
-            raise BroadcastLedgerError(
-                f"A batch of {len(ids)} messages of the broadcast {self.bulk_id} was sent {age / 3600:.0f} h ago "
-                "without a confirmed answer, and Infobip's logs only cover 48 h: whether they were "
-                "delivered cannot be checked, so nothing is sent again. Check the bulk in the Infobip "
-                f"portal; the ledger is {self.target.root}"
-            )
-        if age < self.reconcile_delay:
-            self.sleep(self.reconcile_delay - age)
-        known, statuses = self._ask_logs(ids)
-        missing = [i for i in ids if i not in known]
-        if missing:
-            if self.reconcile_delay > 0:
-                self.sleep(self.reconcile_delay)
-            late, late_statuses = self._ask_logs(missing)
-            known |= late
-            statuses.update(late_statuses)
-        return known, statuses
-
-    def _close(self, key: str, known: set[str], statuses: Counter[str]) -> None:
-        self._record(
-            {"state": "reconciled", "batch": key, "known": sorted(known), "statuses": dict(statuses)}
-        )
-        self.ledger.open.pop(key)
-        self.ledger.sent.update(known)
-        self.ledger.reconciled += len(known)
-        self.ledger.statuses.update(statuses)
-
-    def _uncertain(self, unknown: dict[str, int]) -> BroadcastUncertainError:
-        count = sum(unknown.values())
-        keys = sorted(unknown)
-        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
-        return BroadcastUncertainError(
-            f"{count} recipients of the broadcast {self.bulk_id} are uncertain: a request for them got no "
-            f"confirmed answer, and with {', '.join(self.deferral)} set Infobip may hold accepted messages "
-            "back and leave them out of its logs (GET /sms/3/logs) until they leave, so not finding them "
-            "there proves nothing. Nothing was sent again. Check the bulk id "
-            f"{self.bulk_id} in the Infobip portal (Analyze > Logs, or the broadcast's report, filtered by "
-            "bulk id): if the messages are there (scheduled or sent), nothing is missing - mark this task "
-            "successful, or run it again once they left (the logs then show them and the rest of the "
-            "broadcast goes out). If Infobip does not have them, append "
-            '{"state": "not_sent", "batch": "<batch>"} for each open batch to the ledger\'s journal.jsonl '
-            "and run the task again to send them. Until then the ledger keeps these batches open "
-            f"({shown}; ledger {self.target.root}) and every later run refuses to resend them."
-        )
-
-    def reconcile(self, key: str) -> set[str]:
-        """Ask Infobip's logs which messages of the open batch ``key`` it has; close the batch.
-
-        :raises BroadcastUncertainError: a held-back broadcast's batch is not all in the logs (the
-            batch stays open).
-        """
-        known, statuses = self._check(key)
-        missing = len(self.ledger.open[key][1]) - len(known)
-        if missing and self.deferral:
-            raise self._uncertain({key: missing})
-        self._close(key, known, statuses)
-        return known
-
-    def resume(self) -> int:
-        """Reconcile every batch an earlier try left open; returns how many of their messages Infobip had.
-
-        :raises BroadcastUncertainError: after checking every batch, when a held-back broadcast's
-            batch is not all in the logs (those batches stay open; the others are closed).
-        """
-        open_batches = list(self.ledger.open)
-        if not open_batches:
-            return 0
-        total = sum(len(self.ledger.open[k][1]) for k in open_batches)
-        self.log.info(
-            "Resuming broadcast: %d unconfirmed batches (%d messages) are checked against Infobip's logs",
-            len(open_batches),
-            total,
-        )
-        found = 0
-        uncertain: dict[str, int] = {}
-        for key in open_batches:
-            known, statuses = self._check(key)
-            found += len(known)
-            missing = len(self.ledger.open[key][1]) - len(known)
-            if missing and self.deferral:
-                uncertain[key] = missing
-                continue
-            self._close(key, known, statuses)
-        if uncertain:
-            raise self._uncertain(uncertain)
-        self.log.info("Of %d unconfirmed messages, Infobip had %d; the rest will be sent", total, found)
-        return found
-
-    # -------------------------------------------------------------------- send
-    def send(self, recipients: Sequence[Recipient]) -> None:
-        """Send every recipient not yet in the ledger, batch by batch."""
-        from infobip_provider.sms import plan_batches
-
-        with paused_gc():
-            pending = [r for r in recipients if r.message_id not in self.ledger.sent]
-            batches = plan_batches(pending, self.batch_size)
-        self.log.info("Sending %d messages in %d requests", len(pending), len(batches))
-        by_id = {r.message_id: r for r in pending}
-        started, done = time.monotonic(), 0
-        interval = self.hook.interval("sms.send")
-        for number, batch in enumerate(batches, 1):
-            self._send_batch(batch, by_id)
-            size = sum(len(destinations) for _, destinations in batch)
-            done += size
-            if number % max(1, len(batches) // 10) == 0 or number == len(batches):
-                log_progress(
-                    "sms.send",
-                    number,
-                    len(batches),
-                    size,
-                    done,
-                    time.monotonic() - started,
-                    (len(batches) - number) * interval,
-                )
-
-    def _send_batch(self, batch: list[Group], by_id: dict[str, Recipient]) -> None:
-        from infobip_provider.errors import InfobipError, InfobipServerError, InfobipTransportError
-        from infobip_provider.sms import answer_statuses, batch_ids, build_body, plan_batches
-
-        for attempt in range(1, self.max_send_attempts + 1):
-            ids = batch_ids(batch)
-            key = self._intent(ids)
-            body = build_body(batch, self.options, self.bulk_id)
-            try:
-                self.requests += 1
-                answer = self.hook.send_sms(body)
-            except (InfobipServerError, InfobipTransportError) as exc:
-                if isinstance(exc, InfobipTransportError) and not exc.sent:
-                    self._not_sent(key, type(exc).__name__)
-                    raise
-                self.log.warning(
-                    "The answer to a request of %d messages was lost (%s); checking Infobip's logs before "
-                    "sending any of them again",
-                    len(ids),
-                    type(exc).__name__,
-                )
-                known = self.reconcile(key)
-                rest = [by_id[i] for i in ids if i not in known]
-                self.log.warning(
-                    "Infobip had %d of the %d messages; %d remain", len(known), len(ids), len(rest)
-                )
-                if not rest:
-                    return
-                if attempt == self.max_send_attempts:
-                    raise
-                self.resent += len(rest)
-                batch = plan_batches(rest, self.batch_size)[0]
-                continue
-            except InfobipError as exc:
-                # An answer arrived (4xx, or 429 after every retry): Infobip took nothing.
-                self._not_sent(key, type(exc).__name__)
-                raise
-            statuses, segments = answer_statuses(answer)
-            self._ack(key, statuses, segments)
-            return
-
-
-class _NullLog:
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
-
-
-def _null_log() -> Any:
-    return _NullLog()
-
-
-class SmsBroadcastOperator(BaseOperator):
+class SmsBroadcastOperator(BroadcastOperator):
     """Send one personalised SMS to every member of a cohort, exactly once, with Infobip's options.
 
     The message ``text`` takes ``{{column}}`` tokens filled from each recipient's cohort row (a
@@ -416,9 +109,7 @@ class SmsBroadcastOperator(BaseOperator):
 
     template_fields: Sequence[str] = (
         "text",
-        "cohort_path",
-        "cohort_sql",
-        "cohort_conn_id",
+        *CohortOperator.cohort_fields,
         "phone_column",
         "country_column",
         "default_region",
@@ -429,26 +120,19 @@ class SmsBroadcastOperator(BaseOperator):
         "notify_url",
         "callback_data",
         "campaign_reference_id",
-        "dry_run",
         "test_recipients",
         "max_segments",
         "price_per_segment",
+        "currency",
         "bulk_id",
     )
-    template_ext: Sequence[str] = (".sql",)
     template_fields_renderers = {"cohort_sql": "sql", "text": "md", "delivery_time_window": "json"}
     ui_color = "#f9c74f"
-
-    _clock: Callable[[], float] = staticmethod(time.time)
-    _sleep: Callable[[float], None] = staticmethod(time.sleep)
 
     def __init__(
         self,
         *,
         text: str,
-        cohort_path: str | None = None,
-        cohort_sql: str | None = None,
-        cohort_conn_id: str = "warehouse_default",
         phone_column: str = "phone",
         country_column: str | None = None,
         default_region: str | None = None,
@@ -479,25 +163,14 @@ class SmsBroadcastOperator(BaseOperator):
         application_id: str | None = None,
         campaign_reference_id: str | None = None,
         include_sms_count: bool = False,
-        dry_run: bool = False,
         test_recipients: Sequence[str] | str | None = None,
         max_segments: int | None = None,
         price_per_segment: float | None = None,
         currency: str | None = None,
-        batch_size: int = 1000,
-        max_reject_ratio: float | None = None,
-        bulk_id: str | None = None,
-        allow_bulk_id_reuse: bool = False,
-        reconcile_delay: float = 15.0,
-        max_send_attempts: int = 3,
-        infobip_conn_id: str = "infobip_default",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.text = text
-        self.cohort_path = cohort_path
-        self.cohort_sql = cohort_sql
-        self.cohort_conn_id = cohort_conn_id
         self.phone_column = phone_column
         self.country_column = country_column
         self.default_region = default_region
@@ -528,18 +201,10 @@ class SmsBroadcastOperator(BaseOperator):
         self.application_id = application_id
         self.campaign_reference_id = campaign_reference_id
         self.include_sms_count = include_sms_count
-        self.dry_run = dry_run  # type: ignore[assignment,method-assign]  # the param users know
         self.test_recipients = test_recipients
         self.max_segments = max_segments
         self.price_per_segment = price_per_segment
         self.currency = currency
-        self.batch_size = batch_size
-        self.max_reject_ratio = max_reject_ratio
-        self.bulk_id = bulk_id
-        self.allow_bulk_id_reuse = allow_bulk_id_reuse
-        self.reconcile_delay = reconcile_delay
-        self.max_send_attempts = max_send_attempts
-        self.infobip_conn_id = infobip_conn_id
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         """Render as usual, but leave the per-recipient ``{{column}}`` tokens of ``text`` alone."""
@@ -548,12 +213,6 @@ class SmsBroadcastOperator(BaseOperator):
         if isinstance(self.text, str):
             self.text = protect_tokens(self.text, context.keys())
         super().render_template_fields(context, jinja_env)
-
-    @cached_property
-    def hook(self) -> InfobipHook:
-        from infobip_provider.hooks.infobip import InfobipHook
-
-        return InfobipHook(self.infobip_conn_id)
 
     # ------------------------------------------------------------------ checks
     def _options(self) -> SmsOptions:
@@ -627,97 +286,43 @@ class SmsBroadcastOperator(BaseOperator):
 
     # ----------------------------------------------------------------- execute
     def execute(self, context: Context) -> dict[str, Any]:
-        from infobip_provider.sms import MessageTemplate, broadcast_bulk_id
+        from infobip_provider.sms import MessageTemplate, SmsChannel
 
-        text = "" if self.text is None else str(self.text)
-        template = MessageTemplate.parse(text)
+        template = MessageTemplate.parse("" if self.text is None else str(self.text))
         options = self._options()
         for warning in options.warnings:
             self.log.warning("SMS option: %s", warning)
         max_segments, price, batch_size = self._numbers()
-        dry_run = as_flag(self.dry_run, "dry_run")
+        dry_run = self.is_dry_run()
         test_numbers = self._test_numbers()
-        run_id = run_key(context)
-        map_index = getattr(context.get("ti"), "map_index", None)
-        map_index = map_index if isinstance(map_index, int) else -1
-        given = blank_to_none(self.bulk_id)
-        if given:
-            bulk_id = f"{str(given)[:95]}-test" if test_numbers else str(given)[:100]
-        else:
-            suffix = ":test" if test_numbers else ""
-            bulk_id = broadcast_bulk_id(self.dag_id, run_id, self.task_id, suffix, map_index)
-
+        bulk_id, explicit = self.broadcast_id(context, test=bool(test_numbers))
         with paused_gc():
             prepared = self._read_cohort(context, template)
-            texts = self._render_texts(prepared, template)
-            phones: list[str] = prepared.members["phone"].tolist()
-            if test_numbers:
-                if not texts:
-                    raise AirflowFailException(
-                        "The cohort has no usable row to render the test messages from"
-                    )
-                phones = test_numbers
-                texts = [texts[i % len(texts)] for i in range(len(test_numbers))]
-            recipients, empty = self._recipients(bulk_id, phones, texts)
+            recipients, empty = self._recipients(bulk_id, *self._messages(prepared, template, test_numbers))
             plan, counts = self._segment_plan(recipients, max_segments, options)
-        skipped = dict(prepared.stats.get("rejected_by_reason") or {})
-        if empty:
-            skipped["empty message"] = empty
-        currency = as_text(self.currency)
-        summary: dict[str, Any] = {
-            "bulk_id": bulk_id,
-            "dry_run": dry_run,
-            "test": bool(test_numbers),
-            "cohort": prepared.stats,
-            "recipients": len(recipients),
-            "skipped": 0 if test_numbers else sum(skipped.values()),
-            "skipped_by_reason": {} if test_numbers else skipped,
-            "plan": plan.as_dict(price, currency=currency),
-        }
-        who = f"{len(test_numbers)} test recipients" if test_numbers else f"{len(recipients)} recipients"
-        self.log.info("Plan for the broadcast %s: one message to each of %s", bulk_id, who)
-        for line in plan.lines(price, currency):
-            self.log.info("%s", line)
+        summary = self._plan_summary(bulk_id, dry_run, test_numbers, prepared, recipients, empty, plan, price)
+        if plan.too_long:
+            summary["plan"]["too_long"] = {"messages": plan.too_long, "max_segments": max_segments}
         if options.transliterated:
             summary["plan"]["segments_note"] = (
                 "transliteration or a language table is set: Infobip may fit the text in fewer segments"
             )
-        if plan.too_long:
-            summary["plan"]["too_long"] = {"messages": plan.too_long, "max_segments": max_segments}
         if dry_run:
-            from infobip_provider.sms import plan_batches
-
-            summary["requests_planned"] = len(plan_batches(recipients, batch_size))
-            self.log.info(
-                "Dry run, nothing sent: it would take %d requests. Turn dry_run off to send.",
-                summary["requests_planned"],
-            )
-            if plan.too_long:
-                self.log.warning(
-                    "%d messages would take more than max_segments=%s segments", plan.too_long, max_segments
-                )
-            return summary
+            return self._dry_run(summary, recipients, batch_size, plan, max_segments)
         if plan.too_long:
+            longest = plan.longest
             raise AirflowFailException(
                 f"{plan.too_long} of {len(recipients)} messages would take more than max_segments="
-                f"{max_segments} SMS parts (the longest takes {plan.longest.segments if plan.longest else 0}, "
-                f"{plan.longest.encoding if plan.longest else ''}); shorten the text or raise max_segments. "
+                f"{max_segments} SMS parts (the longest takes {longest.segments if longest else 0}, "
+                f"{longest.encoding if longest else ''}); shorten the text or raise max_segments. "
                 "Nothing was sent."
             )
-        summary.update(
-            self._send(
-                context,
-                prepared,
-                bulk_id,
-                options,
-                recipients,
-                counts,
-                batch_size,
-                run_id,
-                map_index,
-                explicit=bool(given),
-            )
-        )
+        channel = SmsChannel(self.hook, options)
+        run, result = self.deliver(context, prepared, bulk_id, channel, recipients, explicit=explicit)
+        summary.update(result)
+        summary["segments"] = sum(counts[r.message_id] for r in recipients if r.message_id in run.ledger.sent)
+        if options.include_sms_count:
+            summary["segments_reported"] = run.ledger.reported_segments
         if price is not None:
             summary["estimated_cost"] = round(summary["segments"] * price, 6)
         self.log.info(
@@ -735,13 +340,73 @@ class SmsBroadcastOperator(BaseOperator):
         )
         return summary
 
+    def _messages(self, prepared: Any, template: Any, test_numbers: list[str]) -> tuple[list[str], list[str]]:
+        """Each recipient's number and rendered text (test numbers get the first rows' texts)."""
+        texts = self._render_texts(prepared, template)
+        if not test_numbers:
+            return prepared.members["phone"].tolist(), texts
+        if not texts:
+            raise AirflowFailException("The cohort has no usable row to render the test messages from")
+        return test_numbers, [texts[i % len(texts)] for i in range(len(test_numbers))]
+
+    def _plan_summary(
+        self,
+        bulk_id: str,
+        dry_run: bool,
+        test_numbers: list[str],
+        prepared: Any,
+        recipients: list[Recipient],
+        empty: int,
+        plan: Any,
+        price: float | None,
+    ) -> dict[str, Any]:
+        """The plan's summary, and its lines in the log."""
+        skipped = dict(prepared.stats.get("rejected_by_reason") or {})
+        if empty:
+            skipped["empty message"] = empty
+        currency = as_text(self.currency)
+        who = f"{len(test_numbers)} test recipients" if test_numbers else f"{len(recipients)} recipients"
+        self.log.info("Plan for the broadcast %s: one message to each of %s", bulk_id, who)
+        for line in plan.lines(price, currency):
+            self.log.info("%s", line)
+        return {
+            "bulk_id": bulk_id,
+            "dry_run": dry_run,
+            "test": bool(test_numbers),
+            "cohort": prepared.stats,
+            "recipients": len(recipients),
+            "skipped": 0 if test_numbers else sum(skipped.values()),
+            "skipped_by_reason": {} if test_numbers else skipped,
+            "plan": plan.as_dict(price, currency=currency),
+        }
+
+    def _dry_run(
+        self,
+        summary: dict[str, Any],
+        recipients: list[Recipient],
+        batch_size: int,
+        plan: Any,
+        max_segments: Any,
+    ) -> dict[str, Any]:
+        from infobip_provider.sms import plan_batches
+
+        summary["requests_planned"] = len(plan_batches(recipients, batch_size))
+        self.log.info(
+            "Dry run, nothing sent: it would take %d requests. Turn dry_run off to send.",
+            summary["requests_planned"],
+        )
+        if plan.too_long:
+            self.log.warning(
+                "%d messages would take more than max_segments=%s segments", plan.too_long, max_segments
+            )
+        return summary
+
     def _read_cohort(self, context: Context, template: Any) -> Any:
         """Read and normalise the cohort; check the template's tokens against its columns."""
-        from infobip_provider.cohorts import IdentityColumns, prepare_cohort
+        from infobip_provider.cohorts import IdentityColumns
 
-        source = cohort_source_for(self, context)
-        prepared = prepare_cohort(
-            source,
+        prepared = self.read_cohort(
+            context,
             IdentityColumns(email=None, phone=self.phone_column, country=as_text(self.country_column)),
             key="phone",
             default_region=blank_to_none(self.default_region),
@@ -760,7 +425,8 @@ class SmsBroadcastOperator(BaseOperator):
         return template.render_columns(columns, len(members))
 
     def _recipients(self, bulk_id: str, phones: list[str], texts: list[str]) -> tuple[list[Recipient], int]:
-        from infobip_provider.sms import Recipient, message_id
+        from infobip_provider.engines.broadcast import message_id
+        from infobip_provider.sms import Recipient
 
         recipients = []
         empty = 0
@@ -789,111 +455,6 @@ class SmsBroadcastOperator(BaseOperator):
             plan.add(count, max_segments)
             per_id[r.message_id] = count.segments
         return plan, per_id
-
-    def _send(
-        self,
-        context: Context,
-        prepared: Any,
-        bulk_id: str,
-        options: SmsOptions,
-        recipients: list[Recipient],
-        counts: dict[str, int],
-        batch_size: int,
-        run_id: str,
-        map_index: int,
-        *,
-        explicit: bool,
-    ) -> dict[str, Any]:
-        hook = self.hook
-        target = target_state(hook, "broadcasts", bulk_id, self.log)
-        with target.lock(f"the broadcast {bulk_id}"):
-            facts = target.read_json("target.json") or {}
-            if facts:
-                self.log.info(
-                    "This run continues the broadcast %s started by the run %s (%s sent so far)",
-                    bulk_id,
-                    facts.get("run_id"),
-                    facts.get("sent", "none"),
-                )
-            if not facts:
-                record: dict[str, Any] = {
-                    "bulk_id": bulk_id,
-                    "dag_id": self.dag_id,
-                    "run_id": run_id,
-                    "task_id": self.task_id,
-                    "created": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
-                }
-                if map_index >= 0:
-                    record["map_index"] = map_index
-                target.write_json("target.json", record)
-            elif explicit and facts.get("run_id") not in (None, run_id):
-                if not as_flag(self.allow_bulk_id_reuse, "allow_bulk_id_reuse"):
-                    raise BroadcastReuseError(
-                        f"The bulk id {bulk_id} was already used by the run {facts.get('run_id')} (DAG "
-                        f"{facts.get('dag_id')}, task {facts.get('task_id')}, created {facts.get('created')}); "
-                        f"this is the run {run_id}. Reusing it would skip every recipient that run sent "
-                        "and mix both broadcasts in Infobip's reports. Nothing was sent. Give a bulk_id "
-                        "unique to the run (e.g. with {{ run_id }}), leave bulk_id empty for a derived "
-                        "one, or set allow_bulk_id_reuse=True to continue the earlier broadcast."
-                    )
-                self.log.warning(
-                    "The bulk id %s was started by another run; continuing it (allow_bulk_id_reuse)", bulk_id
-                )
-            rejects_uri = target.write_rejects(run_id, prepared.rejects)
-            if rejects_uri:
-                self.log.info("Cohort rows not used, with reasons: %s", rejects_uri)
-            run = BroadcastRun(
-                hook,
-                target,
-                bulk_id,
-                options,
-                batch_size=batch_size,
-                reconcile_delay=float(self.reconcile_delay),
-                max_send_attempts=int(self.max_send_attempts),
-                clock=self._clock,
-                sleep=self._sleep,
-                log=self.log,
-            )
-            run.resume()
-            already = len(run.ledger.sent)
-            run.send(recipients)
-            ledger = run.ledger
-            target.write_json(
-                "target.json",
-                {**(target.read_json("target.json") or {}), "sent": len(ledger.sent), "complete": True},
-            )
-        ours = [r.message_id for r in recipients if r.message_id in ledger.sent]
-        link = set_links(context, hook, target, dry_run=False)
-        record_run(
-            target,
-            context,
-            kind="broadcasts",
-            name=bulk_id,
-            dry_run=False,
-            size=len(ledger.sent),
-            counts={
-                "sent": run.sent_now,
-                "rejected": int(ledger.statuses.get("REJECTED", 0)),
-                "not_used": int(prepared.stats.get("rejected", 0)),
-            },
-            rejects_uri=rejects_uri,
-            link=link,
-        )
-        result: dict[str, Any] = {
-            "sent": len(ours),
-            "sent_this_try": run.sent_now,
-            "already_sent": already,
-            "reconciled": ledger.reconciled,
-            "resent_after_lost_answer": run.resent,
-            "rejected": int(ledger.statuses.get("REJECTED", 0)),
-            "segments": sum(counts[i] for i in ours),
-            "statuses": dict(sorted(ledger.statuses.items())),
-            "requests": dict(hook.calls),
-            "rejects_uri": rejects_uri,
-        }
-        if options.include_sms_count:
-            result["segments_reported"] = ledger.reported_segments
-        return result
 
 
 def token_columns(phone_column: str, member_columns: Sequence[str]) -> dict[str, str]:

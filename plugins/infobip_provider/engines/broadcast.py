@@ -1,0 +1,563 @@
+"""The broadcast engine: send each member of a cohort one message, exactly once, on a channel.
+
+How "exactly once" holds (Infobip has no idempotency key):
+
+1. The broadcast's ``bulkId`` comes from the DAG, the run (for ``airflow tasks test``, its logical
+   date) and the task ids, and each recipient's ``messageId`` from the bulk id and the address, so
+   every try of the task names the same messages.
+2. The broadcast's journal in the state store is the ledger: an *intent* (the batch's message ids)
+   is written durably before a request leaves, an *ack* after Infobip answered it.
+3. A try that starts with intents without an ack (the last one was killed) asks the channel's logs
+   by bulk and message id which of those messages Infobip has; the known ones count as sent, only
+   the unknown ones are sent again.
+4. A lost answer inside a try (a 5xx, or a timeout after the request left) is reconciled the same
+   way at once, after a short settling delay, and only the unknown rest is sent again (bounded).
+   A 429 or a failure to connect needs no reconciliation: Infobip did nothing.
+5. The logs are asked twice, ``reconcile_delay`` apart, before a message counts as unknown.
+6. A broadcast with options that let Infobip hold messages back (a send time, a delivery window,
+   a speed limit) is never resent from the logs: its accepted messages may be missing from them
+   until they leave. Unknown ones stop the task (:class:`BroadcastUncertainError`) and stay open in
+   the ledger, so every later try refuses too until the logs show them.
+
+A channel (:class:`Channel`) supplies what is its own: how recipients are batched, the request of a
+batch, its answer's statuses, and the lookup in its logs. SMS is the first
+(:class:`infobip_provider.sms.SmsChannel`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import logging
+import re
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow.sdk.exceptions import AirflowFailException
+
+from infobip_provider.checkpoint import log_progress
+from infobip_provider.operators.base import CohortOperator
+from infobip_provider.operators.common import run_key, validate_batch_size
+from infobip_provider.values import as_flag, blank_to_none
+
+#: Infobip's longest ``bulkId``.
+MAX_BULK_ID = 100
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from infobip_provider.cohorts import PreparedCohort
+    from infobip_provider.state import TargetState
+
+
+@dataclass
+class Ledger:
+    """What a broadcast's journal says.
+
+    :ivar sent: message ids Infobip accepted (answered, or found in its logs).
+    :ivar open: batches written before sending without an answer: key -> (time, message ids).
+    :ivar statuses: status group name -> messages, from the answers and the logs.
+    :ivar reported_segments: ``messageCount`` summed from answers that carried it.
+    :ivar reconciled: message ids found in the logs after a lost answer or a crash.
+    :ivar not_sent: batches closed because Infobip provably did not take them.
+    """
+
+    sent: set[str] = field(default_factory=set)
+    open: dict[str, tuple[float, list[str]]] = field(default_factory=dict)
+    statuses: Counter[str] = field(default_factory=Counter)
+    reported_segments: int = 0
+    reconciled: int = 0
+    not_sent: int = 0
+
+
+def fold_ledger(records: Iterable[Mapping[str, Any]]) -> Ledger:
+    """Fold journal records (``intent``, ``ack``, ``reconciled``, ``not_sent``) into a :class:`Ledger`."""
+    ledger = Ledger()
+    for record in records:
+        state, key = record.get("state"), str(record.get("batch"))
+        if state == "intent":
+            ledger.open[key] = (float(record.get("t", 0.0)), list(record.get("ids") or []))
+        elif state == "ack" and key in ledger.open:
+            ledger.sent.update(ledger.open.pop(key)[1])
+            ledger.statuses.update(record.get("statuses") or {})
+            ledger.reported_segments += int(record.get("segments") or 0)
+        elif state == "reconciled" and key in ledger.open:
+            ledger.open.pop(key)
+            known = list(record.get("known") or [])
+            ledger.sent.update(known)
+            ledger.reconciled += len(known)
+            ledger.statuses.update(record.get("statuses") or {})
+        elif state == "not_sent" and key in ledger.open:
+            ledger.open.pop(key)
+            ledger.not_sent += 1
+    return ledger
+
+
+def broadcast_bulk_id(dag_id: str, run_id: str, task_id: str, suffix: str = "", map_index: int = -1) -> str:
+    """A bulk id that is the same on every try of one task in one run, and unique across runs.
+
+    A readable prefix plus a hash of the exact ids (so two runs never share a bulk id even when
+    the readable part is cut or cleaned), at most 100 characters. ``map_index`` (when 0 or more)
+    keeps the instances of a mapped task (``.expand``) apart; an unmapped task's id is unchanged.
+    """
+    parts = [dag_id, run_id, task_id, suffix]
+    task = task_id
+    if map_index is not None and map_index >= 0:
+        parts.append(str(map_index))
+        task = f"{task_id}-{map_index}"
+    digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:16]
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "-", f"{dag_id}.{task}.{run_id}{suffix}").strip("-.")
+    return f"{readable[: MAX_BULK_ID - len(digest) - 1]}-{digest}"
+
+
+def message_id(bulk_id: str, phone: str) -> str:
+    """The recipient's message id within a broadcast: 32 hex characters, the same on every try."""
+    return hashlib.sha256(f"{bulk_id}\x1f{phone}".encode()).hexdigest()[:32]
+
+
+class Channel(Protocol):
+    """What the broadcast engine needs of a channel (SMS, email, WhatsApp)."""
+
+    #: the cooldown policy name of the send endpoint (``sms.send``)
+    send_endpoint: str
+    #: the logs the channel reconciles against, for messages (``GET /sms/3/logs``)
+    logs_name: str
+    #: seconds the logs keep a message: an older unconfirmed batch cannot be reconciled
+    logs_horizon: float
+
+    @property
+    def deferral(self) -> tuple[str, ...]:
+        """The options set that let Infobip hold accepted messages back (their absence from the logs
+        then proves nothing)."""
+
+    def batches(self, recipients: Sequence[Any], size: int) -> list[Any]:
+        """The requests for ``recipients`` (each with ``message_id``), at most ``size`` messages each."""
+
+    def batch_ids(self, batch: Any) -> list[str]:
+        """The message ids of one request."""
+
+    def send(self, batch: Any, bulk_id: str) -> Any:
+        """Send one request; return Infobip's answer."""
+
+    def statuses(self, answer: Any) -> tuple[Counter[str], int]:
+        """Status group counts of an answer, and the parts it reports (0 when none)."""
+
+    def lookup(self, bulk_id: str, ids: Sequence[str]) -> Iterable[dict[str, Any]]:
+        """Log items of the bulk among ``ids`` (``messageId``, ``bulkId``, ``status.groupName``)."""
+
+
+@contextlib.contextmanager
+def paused_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector while building many small acyclic objects.
+
+    A 100,000-recipient plan makes millions of strings, tuples and lists, none in a cycle; the
+    collector's repeated full passes over them cost more than the work itself (3-5x measured).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+class BroadcastLedgerError(AirflowFailException):
+    """The ledger cannot tell what was sent (an unconfirmed batch is older than Infobip's logs)."""
+
+
+class BroadcastUncertainError(BroadcastLedgerError):
+    """An unconfirmed batch of a held-back broadcast (scheduled, delivery window, speed limit) is not
+    all in Infobip's logs: its absence proves nothing, so none of it is sent again."""
+
+
+class BroadcastReuseError(AirflowFailException):
+    """An explicit ``bulk_id`` already names a broadcast of another DAG run."""
+
+
+class BroadcastRun:
+    """Sends the recipients of one bulk through the ledger, on one channel.
+
+    :param hook: the :class:`InfobipHook` (for the send endpoint's interval in the progress line).
+    :param target: the broadcast's state (its journal is the ledger).
+    :param channel: how this channel builds, sends, reads and looks up its messages.
+    :param reconcile_delay: seconds an unanswered request is given to settle before the logs are asked.
+    :param max_send_attempts: requests per batch when answers are lost (each followed by reconciliation).
+    """
+
+    def __init__(
+        self,
+        hook: Any,
+        target: TargetState,
+        bulk_id: str,
+        channel: Channel,
+        *,
+        batch_size: int = 1000,
+        reconcile_delay: float = 15.0,
+        max_send_attempts: int = 3,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        log: Any = None,
+    ) -> None:
+        self.hook = hook
+        self.target = target
+        self.bulk_id = bulk_id
+        self.channel = channel
+        self.batch_size = batch_size
+        self.reconcile_delay = reconcile_delay
+        self.max_send_attempts = max(1, int(max_send_attempts))
+        self.clock = clock
+        self.sleep = sleep
+        self.log = log or logging.getLogger(__name__)
+        self.attempt = uuid.uuid4().hex[:8]
+        self._seq = 0
+        self.ledger: Ledger = fold_ledger(target.read_journal())
+        #: options that let Infobip hold messages back: the logs cannot prove those were not sent.
+        self.deferral: tuple[str, ...] = channel.deferral
+        self.sent_now = 0
+        self.resent = 0
+        self.requests = 0
+
+    # ----------------------------------------------------------------- journal
+    def _record(self, record: dict[str, Any]) -> None:
+        self.target.append_journal(record)
+
+    def _intent(self, ids: list[str]) -> str:
+        self._seq += 1
+        key = f"{self.attempt}-{self._seq}"
+        now = self.clock()
+        self._record({"state": "intent", "batch": key, "t": now, "ids": ids})
+        self.ledger.open[key] = (now, ids)
+        return key
+
+    def _ack(self, key: str, statuses: Counter[str], segments: int) -> None:
+        self._record({"state": "ack", "batch": key, "statuses": dict(statuses), "segments": segments})
+        _, ids = self.ledger.open.pop(key)
+        self.ledger.sent.update(ids)
+        self.ledger.statuses.update(statuses)
+        self.ledger.reported_segments += segments
+        self.sent_now += len(ids)
+
+    def _not_sent(self, key: str, reason: str) -> None:
+        self._record({"state": "not_sent", "batch": key, "reason": reason})
+        self.ledger.open.pop(key, None)
+        self.ledger.not_sent += 1
+
+    # --------------------------------------------------------------- reconcile
+    def _ask_logs(self, ids: Sequence[str]) -> tuple[set[str], Counter[str]]:
+        """Which of ``ids`` Infobip's logs show in this bulk, with their status groups."""
+        wanted = set(ids)
+        known: set[str] = set()
+        statuses: Counter[str] = Counter()
+        for item in self.channel.lookup(self.bulk_id, ids):
+            mid = item.get("messageId")
+            if mid in wanted and mid not in known and item.get("bulkId", self.bulk_id) == self.bulk_id:
+                known.add(mid)
+                statuses[str((item.get("status") or {}).get("groupName") or "UNKNOWN")] += 1
+        return known, statuses
+
+    def _check(self, key: str) -> tuple[set[str], Counter[str]]:
+        """Ask the logs about the open batch ``key`` once it settled, and again ``reconcile_delay``
+        later about the messages the first answer did not show."""
+        started, ids = self.ledger.open[key]
+        age = self.clock() - started
+        if age > self.channel.logs_horizon:
+            raise BroadcastLedgerError(
+                f"A batch of {len(ids)} messages of the broadcast {self.bulk_id} was sent {age / 3600:.0f} h ago "
+                f"without a confirmed answer, and Infobip's logs only cover {self.channel.logs_horizon / 3600 + 1:.0f} h: "
+                "whether they were "
+                "delivered cannot be checked, so nothing is sent again. Check the bulk in the Infobip "
+                f"portal; the ledger is {self.target.root}"
+            )
+        if age < self.reconcile_delay:
+            self.sleep(self.reconcile_delay - age)
+        known, statuses = self._ask_logs(ids)
+        missing = [i for i in ids if i not in known]
+        if missing:
+            if self.reconcile_delay > 0:
+                self.sleep(self.reconcile_delay)
+            late, late_statuses = self._ask_logs(missing)
+            known |= late
+            statuses.update(late_statuses)
+        return known, statuses
+
+    def _close(self, key: str, known: set[str], statuses: Counter[str]) -> None:
+        self._record(
+            {"state": "reconciled", "batch": key, "known": sorted(known), "statuses": dict(statuses)}
+        )
+        self.ledger.open.pop(key)
+        self.ledger.sent.update(known)
+        self.ledger.reconciled += len(known)
+        self.ledger.statuses.update(statuses)
+
+    def _uncertain(self, unknown: dict[str, int]) -> BroadcastUncertainError:
+        count = sum(unknown.values())
+        keys = sorted(unknown)
+        shown = ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+        return BroadcastUncertainError(
+            f"{count} recipients of the broadcast {self.bulk_id} are uncertain: a request for them got no "
+            f"confirmed answer, and with {', '.join(self.deferral)} set Infobip may hold accepted messages "
+            f"back and leave them out of its logs ({self.channel.logs_name}) until they leave, so not finding them "
+            "there proves nothing. Nothing was sent again. Check the bulk id "
+            f"{self.bulk_id} in the Infobip portal (Analyze > Logs, or the broadcast's report, filtered by "
+            "bulk id): if the messages are there (scheduled or sent), nothing is missing - mark this task "
+            "successful, or run it again once they left (the logs then show them and the rest of the "
+            "broadcast goes out). If Infobip does not have them, append "
+            '{"state": "not_sent", "batch": "<batch>"} for each open batch to the ledger\'s journal.jsonl '
+            "and run the task again to send them. Until then the ledger keeps these batches open "
+            f"({shown}; ledger {self.target.root}) and every later run refuses to resend them."
+        )
+
+    def reconcile(self, key: str) -> set[str]:
+        """Ask Infobip's logs which messages of the open batch ``key`` it has; close the batch.
+
+        :raises BroadcastUncertainError: a held-back broadcast's batch is not all in the logs (the
+            batch stays open).
+        """
+        known, statuses = self._check(key)
+        missing = len(self.ledger.open[key][1]) - len(known)
+        if missing and self.deferral:
+            raise self._uncertain({key: missing})
+        self._close(key, known, statuses)
+        return known
+
+    def resume(self) -> int:
+        """Reconcile every batch an earlier try left open; returns how many of their messages Infobip had.
+
+        :raises BroadcastUncertainError: after checking every batch, when a held-back broadcast's
+            batch is not all in the logs (those batches stay open; the others are closed).
+        """
+        open_batches = list(self.ledger.open)
+        if not open_batches:
+            return 0
+        total = sum(len(self.ledger.open[k][1]) for k in open_batches)
+        self.log.info(
+            "Resuming broadcast: %d unconfirmed batches (%d messages) are checked against Infobip's logs",
+            len(open_batches),
+            total,
+        )
+        found = 0
+        uncertain: dict[str, int] = {}
+        for key in open_batches:
+            known, statuses = self._check(key)
+            found += len(known)
+            missing = len(self.ledger.open[key][1]) - len(known)
+            if missing and self.deferral:
+                uncertain[key] = missing
+                continue
+            self._close(key, known, statuses)
+        if uncertain:
+            raise self._uncertain(uncertain)
+        self.log.info("Of %d unconfirmed messages, Infobip had %d; the rest will be sent", total, found)
+        return found
+
+    # -------------------------------------------------------------------- send
+    def send(self, recipients: Sequence[Any]) -> None:
+        """Send every recipient not yet in the ledger, batch by batch."""
+        channel = self.channel
+        with paused_gc():
+            pending = [r for r in recipients if r.message_id not in self.ledger.sent]
+            batches = channel.batches(pending, self.batch_size)
+        self.log.info("Sending %d messages in %d requests", len(pending), len(batches))
+        by_id = {r.message_id: r for r in pending}
+        started, done = time.monotonic(), 0
+        interval = self.hook.interval(channel.send_endpoint)
+        for number, batch in enumerate(batches, 1):
+            size = len(channel.batch_ids(batch))
+            self._send_batch(batch, by_id)
+            done += size
+            if number % max(1, len(batches) // 10) == 0 or number == len(batches):
+                log_progress(
+                    channel.send_endpoint,
+                    number,
+                    len(batches),
+                    size,
+                    done,
+                    time.monotonic() - started,
+                    (len(batches) - number) * interval,
+                )
+
+    def _send_batch(self, batch: Any, by_id: dict[str, Any]) -> None:
+        from infobip_provider.errors import InfobipError, InfobipServerError, InfobipTransportError
+
+        channel = self.channel
+        for attempt in range(1, self.max_send_attempts + 1):
+            ids = channel.batch_ids(batch)
+            key = self._intent(ids)
+            try:
+                self.requests += 1
+                answer = channel.send(batch, self.bulk_id)
+            except (InfobipServerError, InfobipTransportError) as exc:
+                if isinstance(exc, InfobipTransportError) and not exc.sent:
+                    self._not_sent(key, type(exc).__name__)
+                    raise
+                self.log.warning(
+                    "The answer to a request of %d messages was lost (%s); checking Infobip's logs before "
+                    "sending any of them again",
+                    len(ids),
+                    type(exc).__name__,
+                )
+                known = self.reconcile(key)
+                rest = [by_id[i] for i in ids if i not in known]
+                self.log.warning(
+                    "Infobip had %d of the %d messages; %d remain", len(known), len(ids), len(rest)
+                )
+                if not rest:
+                    return
+                if attempt == self.max_send_attempts:
+                    raise
+                self.resent += len(rest)
+                batch = channel.batches(rest, self.batch_size)[0]
+                continue
+            except InfobipError as exc:
+                # An answer arrived (4xx, or 429 after every retry): Infobip took nothing.
+                self._not_sent(key, type(exc).__name__)
+                raise
+            statuses, segments = channel.statuses(answer)
+            self._ack(key, statuses, segments)
+            return
+
+
+class BroadcastOperator(CohortOperator):
+    """Base of the broadcast operators: the bulk id, the ledger's target and lock, sending through
+    :class:`BroadcastRun` on the operator's channel, and the run's end.
+
+    :param batch_size: messages per request, at most 1000.
+    :param bulk_id: override the bulk id (default: derived from the DAG, run and task ids and the
+        map index of a mapped task). An explicit bulk id that an earlier DAG run already used stops
+        the task, unless ``allow_bulk_id_reuse``.
+    :param allow_bulk_id_reuse: let this run continue the broadcast an earlier run started under the
+        same explicit ``bulk_id`` (recipients it sent are not sent again).
+    :param reconcile_delay: seconds a request whose answer was lost is given to settle before the
+        logs are asked what it did.
+    :param max_send_attempts: requests per batch when answers keep getting lost.
+    """
+
+    kind = "broadcasts"
+    _clock: Callable[[], float] = staticmethod(time.time)
+    _sleep: Callable[[float], None] = staticmethod(time.sleep)
+
+    def __init__(
+        self,
+        *,
+        batch_size: int = 1000,
+        bulk_id: str | None = None,
+        allow_bulk_id_reuse: bool = False,
+        reconcile_delay: float = 15.0,
+        max_send_attempts: int = 3,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.batch_size = batch_size
+        self.bulk_id = bulk_id
+        self.allow_bulk_id_reuse = allow_bulk_id_reuse
+        self.reconcile_delay = reconcile_delay
+        self.max_send_attempts = max_send_attempts
+
+    def broadcast_id(self, context: Context, *, test: bool) -> tuple[str, bool]:
+        """The bulk id of this run's broadcast (its test sends have their own), and whether the user gave it."""
+        given = blank_to_none(self.bulk_id)
+        if given:
+            return (f"{str(given)[:95]}-test" if test else str(given)[:MAX_BULK_ID]), True
+        map_index = getattr(context.get("ti"), "map_index", None)
+        index = map_index if isinstance(map_index, int) else -1
+        return broadcast_bulk_id(
+            self.dag_id, run_key(context), self.task_id, ":test" if test else "", index
+        ), False
+
+    def deliver(
+        self,
+        context: Context,
+        prepared: PreparedCohort,
+        bulk_id: str,
+        channel: Channel,
+        recipients: Sequence[Any],
+        *,
+        explicit: bool,
+    ) -> tuple[BroadcastRun, dict[str, Any]]:
+        """Send ``recipients`` (each with ``message_id``) once, through the ledger of ``bulk_id``."""
+        target = self.target(bulk_id)
+        with self.locked(target, f"the broadcast {bulk_id}"):
+            self._claim(target, context, bulk_id, explicit=explicit)
+            rejects_uri = target.write_rejects(run_key(context), prepared.rejects)
+            if rejects_uri:
+                self.log.info("Cohort rows not used, with reasons: %s", rejects_uri)
+            run = BroadcastRun(
+                self.hook,
+                target,
+                bulk_id,
+                channel,
+                batch_size=validate_batch_size(self.batch_size),
+                reconcile_delay=float(self.reconcile_delay),
+                max_send_attempts=int(self.max_send_attempts),
+                clock=self._clock,
+                sleep=self._sleep,
+                log=self.log,
+            )
+            run.resume()
+            already = len(run.ledger.sent)
+            run.send(recipients)
+            target.write_json(
+                "target.json",
+                {**(target.read_json("target.json") or {}), "sent": len(run.ledger.sent), "complete": True},
+            )
+        ours = sum(1 for r in recipients if r.message_id in run.ledger.sent)
+        result: dict[str, Any] = {
+            "sent": ours,
+            "sent_this_try": run.sent_now,
+            "already_sent": already,
+            "reconciled": run.ledger.reconciled,
+            "resent_after_lost_answer": run.resent,
+            "rejected": int(run.ledger.statuses.get("REJECTED", 0)),
+            "statuses": dict(sorted(run.ledger.statuses.items())),
+            "rejects_uri": rejects_uri,
+        }
+        counts = {"sent": run.sent_now, "rejected": result["rejected"], "not_used": len(prepared.rejects)}
+        self.finish(context, target, bulk_id, result, counts=counts, size=len(run.ledger.sent), dry_run=False)
+        return run, result
+
+    def _claim(self, target: TargetState, context: Context, bulk_id: str, *, explicit: bool) -> None:
+        """Record who started the broadcast, or say which run this one continues; refuse an explicit
+        bulk id another DAG run started (unless ``allow_bulk_id_reuse``)."""
+        from datetime import UTC, datetime
+
+        run_id = run_key(context)
+        facts = target.read_json("target.json") or {}
+        if not facts:
+            record: dict[str, Any] = {
+                "bulk_id": bulk_id,
+                "dag_id": self.dag_id,
+                "run_id": run_id,
+                "task_id": self.task_id,
+                "created": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+            }
+            map_index = getattr(context.get("ti"), "map_index", None)
+            if isinstance(map_index, int) and map_index >= 0:
+                record["map_index"] = map_index
+            target.write_json("target.json", record)
+            return
+        self.log.info(
+            "This run continues the broadcast %s started by the run %s (%s sent so far)",
+            bulk_id,
+            facts.get("run_id"),
+            facts.get("sent", "none"),
+        )
+        if not explicit or facts.get("run_id") in (None, run_id):
+            return
+        if not as_flag(self.allow_bulk_id_reuse, "allow_bulk_id_reuse"):
+            raise BroadcastReuseError(
+                f"The bulk id {bulk_id} was already used by the run {facts.get('run_id')} (DAG "
+                f"{facts.get('dag_id')}, task {facts.get('task_id')}, created {facts.get('created')}); "
+                f"this is the run {run_id}. Reusing it would skip every recipient that run sent "
+                "and mix both broadcasts in Infobip's reports. Nothing was sent. Give a bulk_id "
+                "unique to the run (e.g. with {{ run_id }}), leave bulk_id empty for a derived "
+                "one, or set allow_bulk_id_reuse=True to continue the earlier broadcast."
+            )
+        self.log.warning(
+            "The bulk id %s was started by another run; continuing it (allow_bulk_id_reuse)", bulk_id
+        )
