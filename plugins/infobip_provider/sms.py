@@ -23,6 +23,7 @@ Nothing here touches the network, the clock (it is passed in) or pandas.
 from __future__ import annotations
 
 import difflib
+import inspect
 import re
 import unicodedata
 from collections import Counter
@@ -492,6 +493,154 @@ def _max_len(value: str | None, name: str, limit: int, problems: list[str]) -> N
         problems.append(f"{name} must have at most {limit} characters, got {len(value)}")
 
 
+def _message_options(
+    problems: list[str],
+    warnings: list[str],
+    *,
+    entity_id: Any,
+    application_id: Any,
+    validity_period: Any,
+    delivery_time_window: Any,
+    campaign_reference_id: Any,
+    flash: Any,
+) -> dict[str, Any]:
+    """A message's ``options``: platform ids, validity, delivery window, campaign, flash."""
+    options: dict[str, Any] = {}
+    platform = {}
+    for key, value, name in (
+        ("entityId", entity_id, "entity_id"),
+        ("applicationId", application_id, "application_id"),
+    ):
+        text = as_text(value)
+        _max_len(text, name, MAX_PLATFORM_ID, problems)
+        if text:
+            platform[key] = text
+    if platform:
+        options["platform"] = platform
+    validity = parse_validity_period(validity_period, problems, warnings)
+    if validity:
+        options["validityPeriod"] = validity
+    window = parse_delivery_time_window(delivery_time_window, problems)
+    if window:
+        options["deliveryTimeWindow"] = window
+    campaign = as_text(campaign_reference_id)
+    _max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
+    if campaign:
+        options["campaignReferenceId"] = campaign
+    is_flash = _flag(flash, "flash", problems)
+    if is_flash is not None:
+        options["flash"] = is_flash
+    return options
+
+
+def _regional_options(
+    problems: list[str],
+    *,
+    india_dlt_principal_entity_id: Any,
+    india_dlt_content_template_id: Any,
+    turkey_iys_brand_code: Any,
+    turkey_iys_recipient_type: Any,
+    south_korea_reseller_code: Any,
+    south_korea_title: Any,
+) -> dict[str, Any]:
+    """The ``regional`` compliance options: India DLT, Turkey IYS, South Korea."""
+    regional: dict[str, Any] = {}
+    principal = as_text(india_dlt_principal_entity_id)
+    template = as_text(india_dlt_content_template_id)
+    if template and not principal:
+        problems.append("india_dlt_content_template_id needs india_dlt_principal_entity_id")
+    if principal:
+        regional["indiaDlt"] = {"principalEntityId": principal}
+        if template:
+            regional["indiaDlt"]["contentTemplateId"] = template
+    brand = _int_or_none(turkey_iys_brand_code, "turkey_iys_brand_code", problems)
+    recipient_type = _choice(
+        turkey_iys_recipient_type, "turkey_iys_recipient_type", IYS_RECIPIENT_TYPES, problems
+    )
+    if brand is not None and recipient_type is None and as_text(turkey_iys_recipient_type) is None:
+        problems.append("turkey_iys_brand_code needs turkey_iys_recipient_type (BIREYSEL or TACIR)")
+    if recipient_type:
+        regional["turkeyIys"] = {"recipientType": recipient_type}
+        if brand is not None:
+            regional["turkeyIys"]["brandCode"] = brand
+    reseller = _int_or_none(south_korea_reseller_code, "south_korea_reseller_code", problems)
+    title = as_text(south_korea_title)
+    _max_len(title, "south_korea_title", MAX_KOREA_TITLE, problems)
+    korea: dict[str, Any] = {}
+    if reseller is not None:
+        korea["resellerCode"] = reseller
+    if title:
+        korea["title"] = title
+    if korea:
+        regional["southKorea"] = korea
+    return regional
+
+
+def _webhook_options(
+    problems: list[str],
+    notify_url: Any,
+    notify_content_type: Any,
+    intermediate_report: Any,
+    callback_data: Any,
+) -> dict[str, Any]:
+    """The delivery-report ``webhooks``: URL, intermediate reports, content type, callback data."""
+    webhooks: dict[str, Any] = {}
+    url = as_text(notify_url)
+    if url is not None and not re.fullmatch(r"https?://\S+", url):
+        problems.append(f"notify_url must be an http(s) URL, got {url!r}")
+    intermediate = _flag(intermediate_report, "intermediate_report", problems)
+    delivery: dict[str, Any] = {}
+    if url:
+        delivery["url"] = url
+    if intermediate is not None:
+        delivery["intermediateReport"] = intermediate
+    if delivery:
+        webhooks["delivery"] = delivery
+    content_type = as_text(notify_content_type)
+    if content_type is not None and content_type not in CONTENT_TYPES:
+        problems.append(
+            f"notify_content_type must be one of {', '.join(CONTENT_TYPES)}, got {content_type!r}"
+        )
+    if content_type or url:
+        webhooks["contentType"] = content_type or "application/json"
+    data = None if callback_data is None else str(callback_data)
+    _max_len(data, "callback_data", MAX_CALLBACK_DATA, problems)
+    if data:
+        webhooks["callbackData"] = data
+    return webhooks
+
+
+def _tracking_options(
+    problems: list[str],
+    shorten_url: Any,
+    track_clicks: Any,
+    remove_protocol: Any,
+    tracking_url: Any,
+    custom_domain: Any,
+) -> dict[str, Any]:
+    """URL shortening and click ``tracking``."""
+    tracking: dict[str, Any] = {}
+    for key, value, name in (
+        ("shortenUrl", shorten_url, "shorten_url"),
+        ("trackClicks", track_clicks, "track_clicks"),
+        ("removeProtocol", remove_protocol, "remove_protocol"),
+    ):
+        flag = _flag(value, name, problems)
+        if flag is not None:
+            tracking[key] = flag
+    for key, value in (("trackingUrl", tracking_url), ("customDomain", custom_domain)):
+        text = as_text(value)
+        if text:
+            tracking[key] = text
+    if tracking.get("shortenUrl") is False and (
+        tracking.get("trackClicks") or "customDomain" in tracking or tracking.get("removeProtocol")
+    ):
+        problems.append("track_clicks, custom_domain and remove_protocol need shorten_url")
+    if tracking and "shortenUrl" not in tracking:
+        tracking["shortenUrl"] = True
+    return tracking
+
+
 @dataclass(frozen=True)
 class SmsOptions:
     """Every option of a broadcast, checked and in Infobip's shape.
@@ -550,64 +699,27 @@ class SmsOptions:
                 checked_sender = check_sender(sender)
             except SmsConfigError as exc:
                 problems.append(str(exc))
-
-        options: dict[str, Any] = {}
-        platform = {}
-        for key, value, name in (
-            ("entityId", entity_id, "entity_id"),
-            ("applicationId", application_id, "application_id"),
-        ):
-            text = as_text(value)
-            _max_len(text, name, MAX_PLATFORM_ID, problems)
-            if text:
-                platform[key] = text
-        if platform:
-            options["platform"] = platform
-        validity = parse_validity_period(validity_period, problems, warnings)
-        if validity:
-            options["validityPeriod"] = validity
-        window = parse_delivery_time_window(delivery_time_window, problems)
-        if window:
-            options["deliveryTimeWindow"] = window
-        campaign = as_text(campaign_reference_id)
-        _max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
-        if campaign:
-            options["campaignReferenceId"] = campaign
-        regional: dict[str, Any] = {}
-        principal = as_text(india_dlt_principal_entity_id)
-        template = as_text(india_dlt_content_template_id)
-        if template and not principal:
-            problems.append("india_dlt_content_template_id needs india_dlt_principal_entity_id")
-        if principal:
-            regional["indiaDlt"] = {"principalEntityId": principal}
-            if template:
-                regional["indiaDlt"]["contentTemplateId"] = template
-        brand = _int_or_none(turkey_iys_brand_code, "turkey_iys_brand_code", problems)
-        recipient_type = _choice(
-            turkey_iys_recipient_type, "turkey_iys_recipient_type", IYS_RECIPIENT_TYPES, problems
+        options = _message_options(
+            problems,
+            warnings,
+            entity_id=entity_id,
+            application_id=application_id,
+            validity_period=validity_period,
+            delivery_time_window=delivery_time_window,
+            campaign_reference_id=campaign_reference_id,
+            flash=flash,
         )
-        if brand is not None and recipient_type is None and as_text(turkey_iys_recipient_type) is None:
-            problems.append("turkey_iys_brand_code needs turkey_iys_recipient_type (BIREYSEL or TACIR)")
-        if recipient_type:
-            regional["turkeyIys"] = {"recipientType": recipient_type}
-            if brand is not None:
-                regional["turkeyIys"]["brandCode"] = brand
-        reseller = _int_or_none(south_korea_reseller_code, "south_korea_reseller_code", problems)
-        title = as_text(south_korea_title)
-        _max_len(title, "south_korea_title", MAX_KOREA_TITLE, problems)
-        korea: dict[str, Any] = {}
-        if reseller is not None:
-            korea["resellerCode"] = reseller
-        if title:
-            korea["title"] = title
-        if korea:
-            regional["southKorea"] = korea
+        regional = _regional_options(
+            problems,
+            india_dlt_principal_entity_id=india_dlt_principal_entity_id,
+            india_dlt_content_template_id=india_dlt_content_template_id,
+            turkey_iys_brand_code=turkey_iys_brand_code,
+            turkey_iys_recipient_type=turkey_iys_recipient_type,
+            south_korea_reseller_code=south_korea_reseller_code,
+            south_korea_title=south_korea_title,
+        )
         if regional:
             options["regional"] = regional
-        is_flash = _flag(flash, "flash", problems)
-        if is_flash is not None:
-            options["flash"] = is_flash
-
         content: dict[str, Any] = {}
         translit = _choice(transliteration, "transliteration", TRANSLITERATIONS, problems)
         if translit:
@@ -615,31 +727,9 @@ class SmsOptions:
         language = _choice(language_code, "language_code", LANGUAGE_CODES, problems)
         if language:
             content["language"] = {"languageCode": language}
-
-        webhooks: dict[str, Any] = {}
-        url = as_text(notify_url)
-        if url is not None and not re.fullmatch(r"https?://\S+", url):
-            problems.append(f"notify_url must be an http(s) URL, got {url!r}")
-        intermediate = _flag(intermediate_report, "intermediate_report", problems)
-        delivery: dict[str, Any] = {}
-        if url:
-            delivery["url"] = url
-        if intermediate is not None:
-            delivery["intermediateReport"] = intermediate
-        if delivery:
-            webhooks["delivery"] = delivery
-        content_type = as_text(notify_content_type)
-        if content_type is not None and content_type not in CONTENT_TYPES:
-            problems.append(
-                f"notify_content_type must be one of {', '.join(CONTENT_TYPES)}, got {content_type!r}"
-            )
-        if content_type or url:
-            webhooks["contentType"] = content_type or "application/json"
-        data = None if callback_data is None else str(callback_data)
-        _max_len(data, "callback_data", MAX_CALLBACK_DATA, problems)
-        if data:
-            webhooks["callbackData"] = data
-
+        webhooks = _webhook_options(
+            problems, notify_url, notify_content_type, intermediate_report, callback_data
+        )
         schedule: dict[str, Any] = {}
         when = parse_send_at(send_at, now, problems, warnings)
         if when:
@@ -647,28 +737,10 @@ class SmsOptions:
         speed = parse_sending_speed_limit(sending_speed_limit, problems)
         if speed:
             schedule["sendingSpeedLimit"] = speed
-
-        tracking: dict[str, Any] = {}
-        for key, value, name in (
-            ("shortenUrl", shorten_url, "shorten_url"),
-            ("trackClicks", track_clicks, "track_clicks"),
-            ("removeProtocol", remove_protocol, "remove_protocol"),
-        ):
-            flag = _flag(value, name, problems)
-            if flag is not None:
-                tracking[key] = flag
-        for key, value in (("trackingUrl", tracking_url), ("customDomain", custom_domain)):
-            text = as_text(value)
-            if text:
-                tracking[key] = text
-        if tracking.get("shortenUrl") is False and (
-            tracking.get("trackClicks") or "customDomain" in tracking or tracking.get("removeProtocol")
-        ):
-            problems.append("track_clicks, custom_domain and remove_protocol need shorten_url")
-        if tracking and "shortenUrl" not in tracking:
-            tracking["shortenUrl"] = True
+        tracking = _tracking_options(
+            problems, shorten_url, track_clicks, remove_protocol, tracking_url, custom_domain
+        )
         count = _flag(include_sms_count, "include_sms_count", problems)
-
         if problems:
             raise SmsConfigError(f"{len(problems)} problem(s) with the SMS options: " + "; ".join(problems))
         return cls(
@@ -865,6 +937,10 @@ def answer_statuses(answer: Any) -> tuple[Counter[str], int]:
         details = item.get("details") or {}
         segments += int(details.get("messageCount") or 0)
     return statuses, segments
+
+
+#: The SMS options an operator takes as keyword arguments: those of :meth:`SmsOptions.from_args`.
+SMS_OPTION_NAMES = tuple(name for name in inspect.signature(SmsOptions.from_args).parameters if name != "now")
 
 
 # ------------------------------------------------------------------------------------------ channel

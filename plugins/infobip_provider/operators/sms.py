@@ -22,7 +22,7 @@ from infobip_provider.engines.broadcast import (
 )
 from infobip_provider.operators.base import CohortOperator
 from infobip_provider.operators.common import validate_batch_size
-from infobip_provider.sms import LOG_QUERY_IDS
+from infobip_provider.sms import LOG_QUERY_IDS, SMS_OPTION_NAMES
 from infobip_provider.values import as_literal, as_number, as_text, blank_to_none
 
 if TYPE_CHECKING:
@@ -136,75 +136,26 @@ class SmsBroadcastOperator(BroadcastOperator):
         phone_column: str = "phone",
         country_column: str | None = None,
         default_region: str | None = None,
-        sender: str | None = None,
-        validity_period: Any = None,
-        delivery_time_window: Any = None,
-        send_at: Any = None,
-        sending_speed_limit: Any = None,
-        shorten_url: bool | None = None,
-        track_clicks: bool | None = None,
-        tracking_url: str | None = None,
-        custom_domain: str | None = None,
-        remove_protocol: bool | None = None,
-        notify_url: str | None = None,
-        notify_content_type: str | None = None,
-        intermediate_report: bool | None = None,
-        callback_data: str | None = None,
-        transliteration: str | None = None,
-        language_code: str | None = None,
-        flash: bool | None = None,
-        india_dlt_principal_entity_id: str | None = None,
-        india_dlt_content_template_id: str | None = None,
-        turkey_iys_brand_code: int | None = None,
-        turkey_iys_recipient_type: str | None = None,
-        south_korea_reseller_code: int | None = None,
-        south_korea_title: str | None = None,
-        entity_id: str | None = None,
-        application_id: str | None = None,
-        campaign_reference_id: str | None = None,
-        include_sms_count: bool = False,
         test_recipients: Sequence[str] | str | None = None,
         max_segments: int | None = None,
         price_per_segment: float | None = None,
         currency: str | None = None,
         **kwargs: Any,
     ) -> None:
+        # Infobip's SMS options (sender, send_at, notify_url ...) are the keyword arguments of
+        # SmsOptions.from_args: a new option is added there, and only there.
+        options = {name: kwargs.pop(name, None) for name in SMS_OPTION_NAMES}
         super().__init__(**kwargs)
         self.text = text
         self.phone_column = phone_column
         self.country_column = country_column
         self.default_region = default_region
-        self.sender = sender
-        self.validity_period = validity_period
-        self.delivery_time_window = delivery_time_window
-        self.send_at = send_at
-        self.sending_speed_limit = sending_speed_limit
-        self.shorten_url = shorten_url
-        self.track_clicks = track_clicks
-        self.tracking_url = tracking_url
-        self.custom_domain = custom_domain
-        self.remove_protocol = remove_protocol
-        self.notify_url = notify_url
-        self.notify_content_type = notify_content_type
-        self.intermediate_report = intermediate_report
-        self.callback_data = callback_data
-        self.transliteration = transliteration
-        self.language_code = language_code
-        self.flash = flash
-        self.india_dlt_principal_entity_id = india_dlt_principal_entity_id
-        self.india_dlt_content_template_id = india_dlt_content_template_id
-        self.turkey_iys_brand_code = turkey_iys_brand_code
-        self.turkey_iys_recipient_type = turkey_iys_recipient_type
-        self.south_korea_reseller_code = south_korea_reseller_code
-        self.south_korea_title = south_korea_title
-        self.entity_id = entity_id
-        self.application_id = application_id
-        self.campaign_reference_id = campaign_reference_id
-        self.include_sms_count = include_sms_count
         self.test_recipients = test_recipients
         self.max_segments = max_segments
         self.price_per_segment = price_per_segment
         self.currency = currency
+        for name, value in options.items():
+            setattr(self, name, value)
 
     def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
         """Render as usual, but leave the per-recipient ``{{column}}`` tokens of ``text`` alone."""
@@ -216,39 +167,15 @@ class SmsBroadcastOperator(BroadcastOperator):
 
     # ------------------------------------------------------------------ checks
     def _options(self) -> SmsOptions:
+        """The SMS options as given, the connection's sender and platform ids filling what is empty."""
         from infobip_provider.sms import SmsOptions
 
+        given = {name: getattr(self, name) for name in SMS_OPTION_NAMES}
         defaults = self.hook.defaults
-        return SmsOptions.from_args(
-            now=datetime.fromtimestamp(self._clock(), UTC),
-            sender=blank_to_none(self.sender) or defaults.get("sender"),
-            validity_period=self.validity_period,
-            delivery_time_window=self.delivery_time_window,
-            send_at=self.send_at,
-            sending_speed_limit=self.sending_speed_limit,
-            shorten_url=self.shorten_url,
-            track_clicks=self.track_clicks,
-            tracking_url=self.tracking_url,
-            custom_domain=self.custom_domain,
-            remove_protocol=self.remove_protocol,
-            notify_url=self.notify_url,
-            notify_content_type=self.notify_content_type,
-            intermediate_report=self.intermediate_report,
-            callback_data=blank_to_none(self.callback_data),
-            transliteration=self.transliteration,
-            language_code=self.language_code,
-            flash=self.flash,
-            india_dlt_principal_entity_id=self.india_dlt_principal_entity_id,
-            india_dlt_content_template_id=self.india_dlt_content_template_id,
-            turkey_iys_brand_code=self.turkey_iys_brand_code,
-            turkey_iys_recipient_type=self.turkey_iys_recipient_type,
-            south_korea_reseller_code=self.south_korea_reseller_code,
-            south_korea_title=self.south_korea_title,
-            entity_id=blank_to_none(self.entity_id) or defaults.get("entity_id"),
-            application_id=blank_to_none(self.application_id) or defaults.get("application_id"),
-            campaign_reference_id=self.campaign_reference_id,
-            include_sms_count=self.include_sms_count,
-        )
+        for name in ("sender", "entity_id", "application_id"):
+            given[name] = blank_to_none(given[name]) or defaults.get(name)
+        given["callback_data"] = blank_to_none(given["callback_data"])
+        return SmsOptions.from_args(now=datetime.fromtimestamp(self._clock(), UTC), **given)
 
     def _numbers(self) -> tuple[int | None, float | None, int]:
         max_segments = as_number(self.max_segments, "max_segments", int, 1)
