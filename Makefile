@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint install clean chromium
+.PHONY: test demo ui lint install clean chromium
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ test: lint chromium
 ## make demo: the main job on the embedded default (SQLite, local files, the sandbox).
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
+
+## make ui: Airflow's UI on http://127.0.0.1:8080 with this provider and the sandbox, until Ctrl-C.
+ui: $(STAMP)
+	$(BIN)/python scripts/ui.py
 
 clean:
 	rm -rf $(VENV) .demo
