@@ -61,6 +61,20 @@ def recover(target: TargetState) -> Recovery:
     return recovery
 
 
+#: The journal's states: ``intent`` (written before a batch leaves, with its ``ids``), ``ack`` (Infobip
+#: answered), and for a lane that is not safe to repeat (a broadcast's sends) ``reconciled`` (the
+#: logs said which ids Infobip had) and ``not_sent`` (Infobip provably took nothing).
+JOURNAL_STATES = ("intent", "ack", "reconciled", "not_sent")
+
+
+def journal_record(run: str, lane: str, batch: int | str, state: str, **fields: Any) -> dict[str, Any]:
+    """One record of a target's journal, the same shape for every flow: the attempt (``run``), the
+    lane (endpoint), the batch, its state, the time, and the state's own fields."""
+    if state not in JOURNAL_STATES:
+        raise ValueError(f"unknown journal state {state!r}")
+    return {"run": run, "lane": lane, "batch": batch, "state": state, "t": time.time(), **fields}
+
+
 def batches(items: Sequence[str], size: int) -> list[list[str]]:
     """Split ``items`` into consecutive batches of at most ``size``."""
     return [list(items[i : i + size]) for i in range(0, len(items), size)]
@@ -212,9 +226,9 @@ class BatchLanes:
                 if self._stop.is_set():
                     return
                 record: dict[str, Any] = {"run": self.run_id, "lane": lane.name, "batch": number}
-                self.target.append_journal({**record, "state": "intent", "ids": ids})
+                self.target.append_journal(journal_record(**record, state="intent", ids=ids))
                 refused = lane.send(ids)
-                self.target.append_journal({**record, "state": "ack", "refused": refused})
+                self.target.append_journal(journal_record(**record, state="ack", refused=refused))
                 lane.done += 1
                 lane.sent_ids += len(ids)
                 lane.refused.update(refused)
@@ -248,7 +262,7 @@ class BatchLanes:
         def send(record: dict[str, Any], ids: list[str]) -> None:
             try:
                 refused = lane.send(ids)
-                self.target.append_journal({**record, "state": "ack", "refused": refused})
+                self.target.append_journal(journal_record(**record, state="ack", refused=refused))
                 with counts:
                     lane.done += 1
                     lane.sent_ids += len(ids)
@@ -280,7 +294,7 @@ class BatchLanes:
                     free.release()
                     return
                 record: dict[str, Any] = {"run": self.run_id, "lane": lane.name, "batch": number}
-                self.target.append_journal({**record, "state": "intent", "ids": ids})
+                self.target.append_journal(journal_record(**record, state="intent", ids=ids))
                 worker = threading.Thread(
                     target=send, args=(record, ids), name=f"infobip-{lane.name}-{number}", daemon=True
                 )

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from infobip_provider.checkpoint import log_progress
+from infobip_provider.checkpoint import journal_record, log_progress
 from infobip_provider.operators.base import CohortOperator
 from infobip_provider.operators.common import run_key, validate_batch_size
 from infobip_provider.values import as_flag, blank_to_none
@@ -224,19 +224,19 @@ class BroadcastRun:
         self.requests = 0
 
     # ----------------------------------------------------------------- journal
-    def _record(self, record: dict[str, Any]) -> None:
-        self.target.append_journal(record)
+    def _record(self, state: str, key: str, **fields: Any) -> None:
+        self.target.append_journal(journal_record(self.attempt, "send", key, state, **fields))
 
     def _intent(self, ids: list[str]) -> str:
         self._seq += 1
         key = f"{self.attempt}-{self._seq}"
         now = self.clock()
-        self._record({"state": "intent", "batch": key, "t": now, "ids": ids})
+        self._record("intent", key, ids=ids, t=now)
         self.ledger.open[key] = (now, ids)
         return key
 
     def _ack(self, key: str, statuses: Counter[str], segments: int) -> None:
-        self._record({"state": "ack", "batch": key, "statuses": dict(statuses), "segments": segments})
+        self._record("ack", key, statuses=dict(statuses), segments=segments)
         _, ids = self.ledger.open.pop(key)
         self.ledger.sent.update(ids)
         self.ledger.statuses.update(statuses)
@@ -244,7 +244,7 @@ class BroadcastRun:
         self.sent_now += len(ids)
 
     def _not_sent(self, key: str, reason: str) -> None:
-        self._record({"state": "not_sent", "batch": key, "reason": reason})
+        self._record("not_sent", key, reason=reason)
         self.ledger.open.pop(key, None)
         self.ledger.not_sent += 1
 
@@ -287,9 +287,7 @@ class BroadcastRun:
         return known, statuses
 
     def _close(self, key: str, known: set[str], statuses: Counter[str]) -> None:
-        self._record(
-            {"state": "reconciled", "batch": key, "known": sorted(known), "statuses": dict(statuses)}
-        )
+        self._record("reconciled", key, known=sorted(known), statuses=dict(statuses))
         self.ledger.open.pop(key)
         self.ledger.sent.update(known)
         self.ledger.reconciled += len(known)
