@@ -55,13 +55,11 @@ class SmsBroadcastOperator(BroadcastOperator):
     ``already_sent`` (confirmed before this try sent anything); ``reconciled`` (found in Infobip's
     logs after a lost answer or a crash); ``skipped`` with ``skipped_by_reason`` (no usable number,
     duplicate, empty message); ``rejected`` (status group REJECTED); ``segments``; ``statuses``
-    (group name -> messages, from the answers and the logs); ``requests``; ``plan``; ``rejects_uri``.
+    (group name -> messages, from the answers and the logs); ``calls`` and ``seconds_waited``; ``plan``;
+    ``rejects_uri``.
 
     :param text: the message, with ``{{column}}`` tokens (templated; Airflow context names such as
         ``{{ ds }}`` are rendered by Airflow first, other bare names are left for the recipients).
-    :param cohort_path: a CSV/Parquet/JSONL file, relative to ``include/`` or a URI (templated).
-    :param cohort_sql: SQL or a ``.sql`` file under ``include/sql`` (templated); wins over ``cohort_path``.
-    :param cohort_conn_id: the warehouse connection for ``cohort_sql``.
     :param phone_column: the column of phone numbers (E.164 or national, read with the region).
     :param country_column: optional column of ISO country codes to read national numbers per row.
     :param default_region: region for national numbers (None: international numbers only).
@@ -87,24 +85,18 @@ class SmsBroadcastOperator(BroadcastOperator):
     :param application_id: platform application id (default: the connection's ``application_id`` extra).
     :param campaign_reference_id: campaign reference id (templated).
     :param include_sms_count: ask Infobip for the SMS count in the answer (summed in the summary).
-    :param dry_run: plan only, send nothing (templated).
     :param test_recipients: numbers that get the first rows' messages instead of the cohort (templated):
         a list, a JSON or Python-literal list as text (``"['+41...']"``, ``"[]"``), or numbers separated
         by commas or new lines; empty means none.
     :param max_segments: refuse to send when a message would take more SMS parts than this.
     :param price_per_segment: price of one SMS part, for the cost estimate.
     :param currency: the currency of ``price_per_segment`` (e.g. ``EUR``), shown with the cost.
-    :param batch_size: destinations per request, at most 1000.
-    :param max_reject_ratio: fail when more than this share of cohort rows is unusable (None: warn only).
-    :param bulk_id: override the bulk id (default: derived from the DAG, run and task ids and the
-        map index of a mapped task). An explicit bulk id that an earlier DAG run already used stops
-        the task, unless ``allow_bulk_id_reuse``.
-    :param allow_bulk_id_reuse: let this run continue the broadcast an earlier run started under the
-        same explicit ``bulk_id`` (recipients it sent are not sent again).
-    :param reconcile_delay: seconds a request whose answer was lost is given to settle before the
-        logs are asked what it did.
-    :param max_send_attempts: requests per batch when answers keep getting lost.
-    :param infobip_conn_id: the ``infobip`` connection.
+
+    The cohort and safety params (``cohort_path``, ``cohort_sql``, ``cohort_conn_id``,
+    ``max_reject_ratio``, ``dry_run``, ``infobip_conn_id``) are those of
+    :class:`~infobip_provider.operators.base.CohortOperator`; ``batch_size``, ``bulk_id``,
+    ``allow_bulk_id_reuse``, ``reconcile_delay`` and ``max_send_attempts`` those of the broadcast
+    engine's :class:`~infobip_provider.engines.broadcast.BroadcastOperator`.
     """
 
     template_fields: Sequence[str] = (
