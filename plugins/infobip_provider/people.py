@@ -289,6 +289,35 @@ class BuiltPeople:
         return len({(r["row"], r["key"]) for r in self.rejects})
 
 
+def _fill_fields(
+    payload: dict[str, Any],
+    i: int,
+    external_id: str | None,
+    standard: list[tuple[str, list[Any], str]],
+    custom: list[tuple[str, list[Any], str]],
+) -> list[tuple[str, Any, str]]:
+    """Put row ``i``'s mapped values into ``payload`` (custom ones under ``customAttributes``);
+    return the problems ``(where, raw value, what is wrong)`` of the values Infobip would refuse."""
+    problems: list[tuple[str, Any, str]] = []
+    if external_id is not None:
+        value, problem = clean_value("externalId", external_id)
+        if problem:
+            problems.append(("externalId (external id column)", external_id, problem))
+        elif value is not None:
+            payload["externalId"] = value
+    attributes: dict[str, str] = {}
+    for fields, into, label in ((standard, payload, "{}"), (custom, attributes, "customAttributes.{}")):
+        for target, values, col in fields:
+            value, problem = clean_value(target, values[i])
+            if problem:
+                problems.append((f"{label.format(target)} (column {col})", values[i], problem))
+            elif value is not None:
+                into[target] = value
+    if attributes:
+        payload["customAttributes"] = attributes
+    return problems
+
+
 def build_people(members: pd.DataFrame, mapping: PersonMapping) -> BuiltPeople:
     """Build and validate one payload per member (columns ``key``, ``email``, ``phone``, ``external_id``,
     ``row`` and the mapped columns, as :func:`infobip_provider.cohorts.prepare_cohort` gives them).
@@ -344,29 +373,7 @@ def build_people(members: pd.DataFrame, mapping: PersonMapping) -> BuiltPeople:
         if phone is not None:
             contacts.append({"type": "PHONE", "identifier": phone})
         payload: dict[str, Any] = {"type": mapping.person_type, "contactInformation": contacts}
-        problems: list[tuple[str, Any, str]] = []
-        external_id = _text(external_ids[i])
-        if external_id is not None:
-            value, problem = clean_value("externalId", external_id)
-            if problem:
-                problems.append(("externalId (external id column)", external_id, problem))
-            elif value is not None:
-                payload["externalId"] = value
-        for target, values, col in standard:
-            value, problem = clean_value(target, values[i])
-            if problem:
-                problems.append((f"{target} (column {col})", values[i], problem))
-            elif value is not None:
-                payload[target] = value
-        attributes: dict[str, str] = {}
-        for target, values, col in custom:
-            value, problem = clean_value(target, values[i])
-            if problem:
-                problems.append((f"customAttributes.{target} (column {col})", values[i], problem))
-            elif value is not None:
-                attributes[target] = value
-        if attributes:
-            payload["customAttributes"] = attributes
+        problems = _fill_fields(payload, i, _text(external_ids[i]), standard, custom)
         if problems:
             built.held.add(key)
             for where, raw, problem in problems:

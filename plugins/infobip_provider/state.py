@@ -55,6 +55,34 @@ def slug(name: str) -> str:
     return f"{readable}-{digest}"
 
 
+class _LockWait:
+    """Waiting for a target's lock: bounded, said once in the log, then :class:`TargetLockedError`."""
+
+    def __init__(self, what: str, wait: float, log: Any, sleep: Callable[[float], None]) -> None:
+        self.what, self.wait, self.log, self.sleep = what, wait, log, sleep
+        self.deadline = time.monotonic() + max(0.0, wait)
+        self.said = False
+
+    def wait_or_fail(self, holder: str) -> None:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TargetLockedError(
+                f"Another run ({holder}) is syncing {self.what} right now"
+                + (f" and did not finish within {self.wait:.0f} s" if self.wait > 0 else "")
+                + "; this run stops without sending anything"
+            )
+        if not self.said and self.log is not None:
+            self.log.warning(
+                "Another run (%s) holds %s (an earlier try still running?): waiting up to %.0f s for it to "
+                "finish; nothing is sent meanwhile",
+                holder,
+                self.what,
+                left,
+            )
+            self.said = True
+        self.sleep(min(2.0, left))
+
+
 class TargetState:
     """State of one target (one list, one tag or one broadcast) under one API key."""
 
@@ -202,29 +230,7 @@ class TargetState:
         expires after ``lease_seconds``.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + max(0.0, wait)
-        said = False
-
-        def wait_or_fail(holder: str) -> None:
-            nonlocal said
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TargetLockedError(
-                    f"Another run ({holder}) is syncing {what} right now"
-                    + (f" and did not finish within {wait:.0f} s" if wait > 0 else "")
-                    + "; this run stops without sending anything"
-                )
-            if not said and log is not None:
-                log.warning(
-                    "Another run (%s) holds %s (an earlier try still running?): waiting up to %.0f s for "
-                    "it to finish; nothing is sent meanwhile",
-                    holder,
-                    what,
-                    left,
-                )
-                said = True
-            sleep(min(2.0, left))
-
+        waiter = _LockWait(what, wait, log, sleep)
         if self.is_local:
             fd = os.open(self._local(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
             try:
@@ -233,7 +239,7 @@ class TargetState:
                         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                         break
                     except BlockingIOError:
-                        wait_or_fail("a process on this host")
+                        waiter.wait_or_fail("a process on this host")
                 yield
             finally:
                 os.close(fd)
@@ -243,7 +249,7 @@ class TargetState:
             lease = self.read_json(".lease.json")
             if not (lease and lease.get("expires", 0) > time.time()):
                 break
-            wait_or_fail(str(lease.get("owner")))
+            waiter.wait_or_fail(str(lease.get("owner")))
         self.write_json(".lease.json", {"owner": owner, "expires": time.time() + lease_seconds})
         try:
             yield

@@ -362,7 +362,7 @@ class InfobipHook(BaseHook):
         url = self.base_url + path
         interval = self.interval(endpoint)
         bucket = self.bucket(endpoint)
-        session = self.session  # built before the first reservation, so the slot is not spent on set-up
+        self.session  # noqa: B018  # built before the first reservation, so the slot is not spent on set-up
         # Encoded once, before the first reservation: a 1000-person body takes milliseconds to encode,
         # which would otherwise sit between the slot and the arrival (and vary with the host's load).
         body, headers = _encoded(json_body, what)
@@ -371,59 +371,79 @@ class InfobipHook(BaseHook):
         while True:
             waited = self.gate.reserve(bucket, interval)
             self._count(endpoint, waited, call=True)
-            try:
-                response = session.request(
-                    method, url, params=params, data=body, headers=headers, timeout=self._settings["timeout"]
-                )
-            except requests.RequestException as exc:
-                error: InfobipError = _transport_error(exc, what)
-            else:
-                if response.status_code < 400:
-                    return response
-                error = error_from_response(
-                    response.status_code,
-                    _decode(response),
-                    what=what,
-                    retry_after=_retry_after(response.headers.get("Retry-After")),
-                    scopes=SCOPES.get(endpoint, ()),
-                )
-            if isinstance(error, InfobipRateLimitError):
+            outcome = self._send_once(endpoint, method, url, params, body, headers, what)
+            if not isinstance(outcome, InfobipError):
+                return outcome
+            if isinstance(outcome, InfobipRateLimitError):
                 rate_limited += 1
-                if rate_limited > self.retry_policy.max_rate_limited:
-                    raise error
-                if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
-                    # Longer than a task should sleep (a daily quota, say): fail, and let Airflow retry.
-                    raise error
-                delay = (
-                    error.retry_after
-                    if error.retry_after is not None
-                    else max(interval, self.retry_policy.backoff(rate_limited))
-                )
-                self.gate.push_back(bucket, delay)
-                self.log.warning(
-                    "Infobip %s answered 429 (someone else may share this API key); cooldown pushed back "
-                    "%.2fs, retry %d of %d",
-                    what,
-                    delay,
-                    rate_limited,
-                    self.retry_policy.max_rate_limited,
-                )
+                self._after_429(outcome, bucket, interval, rate_limited, what)
                 continue
-            may_repeat = idempotent or (isinstance(error, InfobipTransportError) and not error.sent)
             failures += 1
-            if not (error.retryable and may_repeat) or failures >= attempts:
-                raise error
+            may_repeat = idempotent or (isinstance(outcome, InfobipTransportError) and not outcome.sent)
+            if not (outcome.retryable and may_repeat) or failures >= attempts:
+                raise outcome
             pause = self.retry_policy.backoff(failures)
             self.log.warning(
                 "Infobip %s failed (%s); retry %d of %d in %.2fs",
                 what,
-                type(error).__name__,
+                type(outcome).__name__,
                 failures,
                 attempts - 1,
                 pause,
             )
             self._sleep(pause)
             self._count(endpoint, pause)
+
+    def _send_once(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        params: Any,
+        body: bytes | None,
+        headers: dict[str, str] | None,
+        what: str,
+    ) -> requests.Response | InfobipError:
+        """One HTTP exchange: the response when it succeeded, else the typed error it means."""
+        try:
+            response = self.session.request(
+                method, url, params=params, data=body, headers=headers, timeout=self._settings["timeout"]
+            )
+        except requests.RequestException as exc:
+            return _transport_error(exc, what)
+        if response.status_code < 400:
+            return response
+        return error_from_response(
+            response.status_code,
+            _decode(response),
+            what=what,
+            retry_after=_retry_after(response.headers.get("Retry-After")),
+            scopes=SCOPES.get(endpoint, ()),
+        )
+
+    def _after_429(
+        self, error: InfobipRateLimitError, bucket: str, interval: float, rate_limited: int, what: str
+    ) -> None:
+        """Push the endpoint's next slot back after a 429; raise when retrying is no longer sensible."""
+        if rate_limited > self.retry_policy.max_rate_limited:
+            raise error
+        if error.retry_after is not None and error.retry_after > MAX_RETRY_AFTER:
+            # Longer than a task should sleep (a daily quota, say): fail, and let Airflow retry.
+            raise error
+        delay = (
+            error.retry_after
+            if error.retry_after is not None
+            else max(interval, self.retry_policy.backoff(rate_limited))
+        )
+        self.gate.push_back(bucket, delay)
+        self.log.warning(
+            "Infobip %s answered 429 (someone else may share this API key); cooldown pushed back %.2fs, "
+            "retry %d of %d",
+            what,
+            delay,
+            rate_limited,
+            self.retry_policy.max_rate_limited,
+        )
 
     def _count(self, endpoint: str, waited: float, *, call: bool = False) -> None:
         with self._counter_lock:  # lanes of one sync share the hook
