@@ -17,6 +17,8 @@ TASKS = {
     "infobip_cohort_to_list": "sync_list",
     "infobip_people_import": "import_people",
     "infobip_sms_broadcast": "broadcast",
+    "infobip_email_broadcast": "broadcast",
+    "infobip_whatsapp_broadcast": "broadcast",
 }
 SECTIONS = {"Cohort", "Infobip target", "Safety", "Schedule"}
 

@@ -63,8 +63,9 @@ def recover(target: TargetState) -> Recovery:
 
 #: The journal's states: ``intent`` (written before a batch leaves, with its ``ids``), ``ack`` (Infobip
 #: answered), and for a lane that is not safe to repeat (a broadcast's sends) ``reconciled`` (the
-#: logs said which ids Infobip had) and ``not_sent`` (Infobip provably took nothing).
-JOURNAL_STATES = ("intent", "ack", "reconciled", "not_sent")
+#: logs said which ids Infobip had), ``not_sent`` (Infobip provably took nothing) and ``unconfirmed``
+#: (a channel without logs lost the answer and the user chose not to send those ids again).
+JOURNAL_STATES = ("intent", "ack", "reconciled", "not_sent", "unconfirmed")
 
 
 def journal_record(run: str, lane: str, batch: int | str, state: str, **fields: Any) -> dict[str, Any]:

@@ -83,6 +83,11 @@ POLICIES: dict[str, EndpointPolicy] = dict(
         _p("sms.reports", 0.5, "account"),  # [assumed] same as logs: no limit is published
         _p("sms.preview", 0.0, "account"),
         _p("sms.inbox", 0.5, "account"),  # [assumed] like reports: no limit is published
+        _p("email.send", 1 / 4000, "account"),  # 4000 requests/s
+        _p("email.logs", 0.5, "account"),  # 120/min
+        _p("email.reports", 0.5, "account"),  # 120/min
+        _p("whatsapp.template", 1 / 4000, "account"),  # 4000 requests/s
+        _p("whatsapp.text", 1 / 4000, "account"),  # [assumed] as the template send
     ]
 )
 

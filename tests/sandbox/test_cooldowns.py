@@ -29,6 +29,11 @@ CONTRACT = {
     "tags.add": (0.2, "account"),
     "tags.remove": (0.2, "account"),
     "sms.logs": (0.5, "account"),
+    "email.send": (1 / 4000, "account"),
+    "email.logs": (0.5, "account"),
+    "email.reports": (0.5, "account"),
+    "whatsapp.template": (1 / 4000, "account"),
+    "whatsapp.text": (1 / 4000, "account"),
 }
 
 #: endpoint -> (method, path, JSON body) of a request that reaches it.
@@ -66,6 +71,44 @@ REQUESTS = {
     "sms.reports": ("GET", "/sms/3/reports", None),
     "sms.preview": ("POST", "/sms/1/preview", {"text": "x"}),
     "account.balance": ("GET", "/account/1/balance", None),
+    "sms.inbox": ("GET", "/sms/1/inbox/reports", None),
+    "email.send": (
+        "POST",
+        "/email/4/messages",
+        {
+            "messages": [
+                {
+                    "sender": "a@acme.example",
+                    "destinations": [{"to": [{"destination": "b@x.example"}]}],
+                    "content": {"subject": "s", "text": "t"},
+                }
+            ]
+        },
+    ),
+    "email.logs": ("GET", "/email/4/logs", None),
+    "email.reports": ("GET", "/email/4/reports", None),
+    "whatsapp.template": (
+        "POST",
+        "/whatsapp/1/message/template",
+        {
+            "messages": [
+                {
+                    "from": "447860099299",
+                    "to": "41793026727",
+                    "content": {
+                        "templateName": "t",
+                        "templateData": {"body": {"placeholders": ["x"]}},
+                        "language": "en",
+                    },
+                }
+            ]
+        },
+    ),
+    "whatsapp.text": (
+        "POST",
+        "/whatsapp/1/message/text",
+        {"from": "447860099299", "to": "41793026727", "content": {"text": "x"}},
+    ),
 }
 
 

@@ -19,9 +19,17 @@ How "exactly once" holds (Infobip has no idempotency key):
    until they leave. Unknown ones stop the task (:class:`BroadcastUncertainError`) and stay open in
    the ledger, so every later try refuses too until the logs show them.
 
+7. A channel without logs to ask (WhatsApp: ``has_logs = False``) never resends an unanswered batch
+   blindly. Its members follow ``on_unconfirmed``: ``"fail"`` (default) keeps the batch open in the
+   ledger, sends the rest of the broadcast, and fails the task naming the ledger and the choices
+   (every later try sends only what is neither confirmed nor open, and fails again while batches
+   stay open); ``"skip"`` records them as unconfirmed (counted, never sent again); ``"resend"``
+   closes the batch as not sent, so it goes again (the user accepts possible duplicates).
+
 A channel (:class:`Channel`) supplies what is its own: how recipients are batched, the request of a
 batch, its answer's statuses, and the lookup in its logs. SMS is the first
-(:class:`infobip_provider.sms.SmsChannel`).
+(:class:`infobip_provider.sms.SmsChannel`), email (:class:`infobip_provider.email.EmailChannel`) and
+WhatsApp (:class:`infobip_provider.whatsapp.WhatsAppChannel`) follow.
 """
 
 from __future__ import annotations
@@ -65,6 +73,8 @@ class Ledger:
     :ivar reported_segments: ``messageCount`` summed from answers that carried it.
     :ivar reconciled: message ids found in the logs after a lost answer or a crash.
     :ivar not_sent: batches closed because Infobip provably did not take them.
+    :ivar unconfirmed: message ids of unanswered batches closed without proof either way
+        (``on_unconfirmed="skip"`` on a channel without logs): never sent again.
     """
 
     sent: set[str] = field(default_factory=set)
@@ -73,10 +83,17 @@ class Ledger:
     reported_segments: int = 0
     reconciled: int = 0
     not_sent: int = 0
+    unconfirmed: set[str] = field(default_factory=set)
+
+    @property
+    def open_ids(self) -> set[str]:
+        """Message ids of the batches still open."""
+        return {i for _, ids in self.open.values() for i in ids}
 
 
 def fold_ledger(records: Iterable[Mapping[str, Any]]) -> Ledger:
-    """Fold journal records (``intent``, ``ack``, ``reconciled``, ``not_sent``) into a :class:`Ledger`."""
+    """Fold journal records (``intent``, ``ack``, ``reconciled``, ``not_sent``, ``unconfirmed``) into a
+    :class:`Ledger`."""
     ledger = Ledger()
     for record in records:
         state, key = record.get("state"), str(record.get("batch"))
@@ -95,6 +112,8 @@ def fold_ledger(records: Iterable[Mapping[str, Any]]) -> Ledger:
         elif state == "not_sent" and key in ledger.open:
             ledger.open.pop(key)
             ledger.not_sent += 1
+        elif state == "unconfirmed" and key in ledger.open:
+            ledger.unconfirmed.update(ledger.open.pop(key)[1])
     return ledger
 
 
@@ -148,7 +167,10 @@ class Channel(Protocol):
         """Status group counts of an answer, and the parts it reports (0 when none)."""
 
     def lookup(self, bulk_id: str, ids: Sequence[str]) -> Iterable[dict[str, Any]]:
-        """Log items of the bulk among ``ids`` (``messageId``, ``bulkId``, ``status.groupName``)."""
+        """Log items of the bulk among ``ids`` (``messageId``, ``bulkId``, ``status.groupName``).
+
+        A channel with no logs to ask sets ``has_logs = False`` (read with ``getattr``, default True)
+        and is never asked; its unanswered batches follow ``on_unconfirmed``."""
 
 
 @contextlib.contextmanager
@@ -176,6 +198,15 @@ class BroadcastUncertainError(BroadcastLedgerError):
     all in Infobip's logs: its absence proves nothing, so none of it is sent again."""
 
 
+class BroadcastUnconfirmedError(BroadcastLedgerError):
+    """Batches of a channel without logs (WhatsApp) got no answer: whether they were sent cannot be
+    asked, so they were not sent again; the rest of the broadcast went out."""
+
+
+#: What becomes of the members of an unanswered batch on a channel without logs.
+ON_UNCONFIRMED = ("fail", "skip", "resend")
+
+
 class BroadcastReuseError(AirflowFailException):
     """An explicit ``bulk_id`` already names a broadcast of another DAG run."""
 
@@ -188,6 +219,8 @@ class BroadcastRun:
     :param channel: how this channel builds, sends, reads and looks up its messages.
     :param reconcile_delay: seconds an unanswered request is given to settle before the logs are asked.
     :param max_send_attempts: requests per batch when answers are lost (each followed by reconciliation).
+    :param on_unconfirmed: ``fail``, ``skip`` or ``resend``: an unanswered batch of a channel without
+        logs (see the module's point 7).
     """
 
     def __init__(
@@ -200,6 +233,7 @@ class BroadcastRun:
         batch_size: int = 1000,
         reconcile_delay: float = 15.0,
         max_send_attempts: int = 3,
+        on_unconfirmed: str = "fail",
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         log: Any = None,
@@ -211,6 +245,12 @@ class BroadcastRun:
         self.batch_size = batch_size
         self.reconcile_delay = reconcile_delay
         self.max_send_attempts = max(1, int(max_send_attempts))
+        if on_unconfirmed not in ON_UNCONFIRMED:
+            raise AirflowFailException(
+                f"on_unconfirmed must be one of {', '.join(ON_UNCONFIRMED)}, got {on_unconfirmed!r}"
+            )
+        self.on_unconfirmed = on_unconfirmed
+        self.has_logs: bool = getattr(channel, "has_logs", True)
         self.clock = clock
         self.sleep = sleep
         self.log = log or logging.getLogger(__name__)
@@ -317,6 +357,8 @@ class BroadcastRun:
         :raises BroadcastUncertainError: a held-back broadcast's batch is not all in the logs (the
             batch stays open).
         """
+        if not self.has_logs:
+            return self._unanswered(key)
         known, statuses = self._check(key)
         missing = len(self.ledger.open[key][1]) - len(known)
         if missing and self.deferral:
@@ -332,6 +374,10 @@ class BroadcastRun:
         """
         open_batches = list(self.ledger.open)
         if not open_batches:
+            return 0
+        if not self.has_logs:
+            for key in open_batches:
+                self._unanswered(key)
             return 0
         total = sum(len(self.ledger.open[k][1]) for k in open_batches)
         self.log.info(
@@ -354,12 +400,54 @@ class BroadcastRun:
         self.log.info("Of %d unconfirmed messages, Infobip had %d; the rest will be sent", total, found)
         return found
 
+    def _unanswered(self, key: str) -> set[str]:
+        """An unanswered batch of a channel without logs, by ``on_unconfirmed``; returns the message ids
+        not to send again (all but for ``resend``)."""
+        ids = self.ledger.open[key][1]
+        if self.on_unconfirmed == "resend":
+            self.log.warning(
+                "%d unanswered messages are sent again (on_unconfirmed=resend): some may arrive twice",
+                len(ids),
+            )
+            self._not_sent(key, "on_unconfirmed=resend")
+            return set()
+        if self.on_unconfirmed == "skip":
+            self._record("unconfirmed", key)
+            self.ledger.open.pop(key)
+            self.ledger.unconfirmed.update(ids)
+            self.log.warning(
+                "%d unanswered messages are recorded as unconfirmed and not sent again", len(ids)
+            )
+        else:
+            self.log.warning(
+                "%d messages got no answer and %s has no logs to ask: they stay unconfirmed in the ledger "
+                "and are not sent again",
+                len(ids),
+                self.channel.logs_name,
+            )
+        return set(ids)
+
+    def unconfirmed_error(self) -> BroadcastUnconfirmedError:
+        """The error that ends a try leaving batches of a channel without logs open."""
+        count = len(self.ledger.open_ids)
+        return BroadcastUnconfirmedError(
+            f"{count} recipients of the broadcast {self.bulk_id} are unconfirmed: their request got no "
+            f"answer, and {self.channel.logs_name} has no logs to ask whether Infobip took it. They were not "
+            "sent again; the rest of the broadcast went out. Choose, then run the task again: "
+            'on_unconfirmed="skip" records them as unconfirmed and never sends them (delivery reports '
+            'tell later whether they arrived); on_unconfirmed="resend" sends them again (whoever got the '
+            "first one gets a second); or check the bulk id in the Infobip portal and, for messages it does "
+            'not have, append {"state": "not_sent", "batch": "<batch>"} to the ledger\'s journal.jsonl. '
+            f"The ledger is {self.target.root} ({len(self.ledger.open)} open batches)."
+        )
+
     # -------------------------------------------------------------------- send
     def send(self, recipients: Sequence[Any]) -> None:
-        """Send every recipient not yet in the ledger, batch by batch."""
+        """Send every recipient not yet in the ledger (confirmed, unconfirmed or open), batch by batch."""
         channel = self.channel
         with paused_gc():
-            pending = [r for r in recipients if r.message_id not in self.ledger.sent]
+            settled = self.ledger.sent | self.ledger.unconfirmed | self.ledger.open_ids
+            pending = [r for r in recipients if r.message_id not in settled]
             batches = channel.batches(pending, self.batch_size)
         self.log.info("Sending %d messages in %d requests", len(pending), len(batches))
         by_id = {r.message_id: r for r in pending}
@@ -395,16 +483,17 @@ class BroadcastRun:
                     self._not_sent(key, type(exc).__name__)
                     raise
                 self.log.warning(
-                    "The answer to a request of %d messages was lost (%s); checking Infobip's logs before "
-                    "sending any of them again",
+                    "The answer to a request of %d messages was lost (%s)%s",
                     len(ids),
                     type(exc).__name__,
+                    "; checking Infobip's logs before sending any of them again" if self.has_logs else "",
                 )
                 known = self.reconcile(key)
                 rest = [by_id[i] for i in ids if i not in known]
-                self.log.warning(
-                    "Infobip had %d of the %d messages; %d remain", len(known), len(ids), len(rest)
-                )
+                if self.has_logs:
+                    self.log.warning(
+                        "Infobip had %d of the %d messages; %d remain", len(known), len(ids), len(rest)
+                    )
                 if not rest:
                     return
                 if attempt == self.max_send_attempts:
@@ -477,8 +566,14 @@ class BroadcastOperator(CohortOperator):
         recipients: Sequence[Any],
         *,
         explicit: bool,
+        on_unconfirmed: str = "fail",
     ) -> tuple[BroadcastRun, dict[str, Any]]:
-        """Send ``recipients`` (each with ``message_id``) once, through the ledger of ``bulk_id``."""
+        """Send ``recipients`` (each with ``message_id``) once, through the ledger of ``bulk_id``.
+
+        :param on_unconfirmed: for a channel without logs, what becomes of an unanswered batch's
+            members (``fail``, ``skip``, ``resend``; see :class:`BroadcastRun`).
+        :raises BroadcastUnconfirmedError: with ``fail``, after the rest was sent, while batches stay open.
+        """
         target = self.target(bulk_id)
         with self.locked(target, f"the broadcast {bulk_id}"):
             self._claim(target, context, bulk_id, explicit=explicit)
@@ -493,6 +588,7 @@ class BroadcastOperator(CohortOperator):
                 batch_size=validate_batch_size(self.batch_size),
                 reconcile_delay=float(self.reconcile_delay),
                 max_send_attempts=int(self.max_send_attempts),
+                on_unconfirmed=on_unconfirmed,
                 clock=self._clock,
                 sleep=self._sleep,
                 log=self.log,
@@ -502,7 +598,11 @@ class BroadcastOperator(CohortOperator):
             run.send(recipients)
             target.write_json(
                 "target.json",
-                {**(target.read_json("target.json") or {}), "sent": len(run.ledger.sent), "complete": True},
+                {
+                    **(target.read_json("target.json") or {}),
+                    "sent": len(run.ledger.sent),
+                    "complete": not run.ledger.open,
+                },
             )
         ours = sum(1 for r in recipients if r.message_id in run.ledger.sent)
         result: dict[str, Any] = {
@@ -516,7 +616,13 @@ class BroadcastOperator(CohortOperator):
             "rejects_uri": rejects_uri,
         }
         counts = {"sent": run.sent_now, "rejected": result["rejected"], "not_used": len(prepared.rejects)}
+        if not run.has_logs:
+            wanted = {r.message_id for r in recipients}
+            result["unconfirmed"] = len((run.ledger.unconfirmed | run.ledger.open_ids) & wanted)
+            counts["unconfirmed"] = result["unconfirmed"]
         self.finish(context, target, bulk_id, result, counts=counts, size=len(run.ledger.sent), dry_run=False)
+        if not run.has_logs and run.ledger.open:
+            raise run.unconfirmed_error()
         return run, result
 
     def _claim(self, target: TargetState, context: Context, bulk_id: str, *, explicit: bool) -> None:

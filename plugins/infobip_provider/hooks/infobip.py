@@ -56,6 +56,9 @@ SCOPES: dict[str, tuple[str, ...]] = {
     "sms.reports": ("sms:logs:read", "sms:manage"),
     "sms.preview": ("sms:manage",),
     "sms.inbox": ("sms:logs:read", "sms:manage"),  # [assumed] as reports
+    "email.send": ("email:message:send", "email:manage", "message:send"),
+    **dict.fromkeys(("email.logs", "email.reports"), ("email:logs:read", "email:manage")),  # [assumed]
+    **dict.fromkeys(("whatsapp.template", "whatsapp.text"), ("whatsapp:message:send", "message:send")),
 }
 
 
@@ -767,6 +770,68 @@ class InfobipHook(BaseHook):
             what="SMS preview",
             idempotent=True,
             json_body={"text": text, "transliteration": transliteration},
+        )
+
+    # -------------------------------------------------------------------- email
+    def send_email(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /email/4/messages`` (a JSON body; multipart is the older ``/email/3/send``). Never
+        repeated after it may have reached Infobip."""
+        return self._call(
+            "email.send", "POST", "/email/4/messages", what="email send", idempotent=False, json_body=body
+        )
+
+    def email_logs(
+        self, *, bulk_id: str | None = None, message_ids: Sequence[str] = (), limit: int = 1000
+    ) -> list[dict[str, Any]]:
+        """``GET /email/4/logs`` filtered by bulk and message ids, every page (``useCursor=true``, then
+        ``cursor.nextCursor`` until it is absent), as the SMS logs."""
+        base = [*_filters(bulk_id, message_ids, limit), ("useCursor", "true")]
+        results: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            params = base + ([("cursor", cursor)] if cursor else [])
+            body = self._call(
+                "email.logs", "GET", "/email/4/logs", what="email logs", idempotent=True, params=params
+            )
+            results.extend((body or {}).get("results") or [])
+            cursor = ((body or {}).get("cursor") or {}).get("nextCursor")
+            if not cursor:
+                return results
+
+    def email_reports_page(self, *, bulk_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        """One page of ``GET /email/4/reports`` (each report handed out once: never repeated)."""
+        body = self._call(
+            "email.reports",
+            "GET",
+            "/email/4/reports",
+            what="email reports",
+            idempotent=False,
+            params=_filters(bulk_id, (), limit),
+        )
+        return list((body or {}).get("results") or [])
+
+    # ----------------------------------------------------------------- whatsapp
+    def send_whatsapp_template(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /whatsapp/1/message/template``. Never repeated after it may have reached Infobip, and
+        WhatsApp has no logs to ask what it did."""
+        return self._call(
+            "whatsapp.template",
+            "POST",
+            "/whatsapp/1/message/template",
+            what="WhatsApp template send",
+            idempotent=False,
+            json_body=body,
+        )
+
+    def send_whatsapp_text(self, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /whatsapp/1/message/text``: one message per request (inside the 24-hour window)."""
+        return self._call(
+            "whatsapp.text",
+            "POST",
+            "/whatsapp/1/message/text",
+            what="WhatsApp text send",
+            idempotent=False,
+            json_body=body,
         )
 
     # ----------------------------------------------------------- return path

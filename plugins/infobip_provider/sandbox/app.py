@@ -28,7 +28,15 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from infobip_provider.sandbox import admin_returns, api_inbox, api_lists, api_people, api_sms
+from infobip_provider.sandbox import (
+    admin_returns,
+    api_email,
+    api_inbox,
+    api_lists,
+    api_people,
+    api_sms,
+    api_whatsapp,
+)
 from infobip_provider.sandbox.config import SandboxConfig
 from infobip_provider.sandbox.core import Fault, SandboxCore
 from infobip_provider.sandbox.endpoints import BY_NAME, EndpointSpec, classify, fingerprint
@@ -346,6 +354,8 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app.include_router(api_people.router)
     app.include_router(api_sms.router)
     app.include_router(api_inbox.router)
+    app.include_router(api_email.router)
+    app.include_router(api_whatsapp.router)
     app.include_router(admin)
     app.include_router(admin_returns.router)
     app.add_exception_handler(ApiError, _api_error)

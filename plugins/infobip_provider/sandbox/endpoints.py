@@ -72,6 +72,9 @@ _PEOPLE_READ = ("people:manage", "people:read")
 _SMS_SEND = ("sms:message:send", "sms:manage", "message:send")
 _SMS_READ = ("sms:logs:read", "sms:manage")
 _SMS_MANAGE = ("sms:manage",)
+_EMAIL_SEND = ("email:message:send", "email:manage", "message:send")
+_EMAIL_READ = ("email:logs:read", "email:manage")  # [assumed] as SMS
+_WHATSAPP_SEND = ("whatsapp:message:send", "message:send")
 
 
 #: Every endpoint the sandbox serves, in the order used to match a request.
@@ -106,6 +109,31 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
     _e("sms.preview", "POST", "/sms/1/preview", 0.0, "account", "legacy", False, _SMS_MANAGE),
     # Inbound SMS are handed out once too. [assumed] no published limit; scopes as for reports.
     _e("sms.inbox", "GET", "/sms/1/inbox/reports", 0.0, "account", "legacy", True, _SMS_READ),
+    # Email (newer error shape) and WhatsApp sends: 4,000 requests/s per account; email logs and
+    # reports 120/min. WhatsApp has no logs or reports to pull (they are pushed to notifyUrl).
+    _e("email.send", "POST", "/email/4/messages", 1 / 4000, "account", "sms3", True, _EMAIL_SEND),
+    _e("email.logs", "GET", "/email/4/logs", 0.5, "account", "sms3", False, _EMAIL_READ),
+    _e("email.reports", "GET", "/email/4/reports", 0.5, "account", "sms3", True, _EMAIL_READ),
+    _e(
+        "whatsapp.template",
+        "POST",
+        "/whatsapp/1/message/template",
+        1 / 4000,
+        "account",
+        "legacy",
+        True,
+        _WHATSAPP_SEND,
+    ),
+    _e(
+        "whatsapp.text",
+        "POST",
+        "/whatsapp/1/message/text",
+        1 / 4000,
+        "account",
+        "legacy",
+        True,
+        _WHATSAPP_SEND,
+    ),
 )
 
 BY_NAME: dict[str, EndpointSpec] = {spec.name: spec for spec in ENDPOINTS}

@@ -39,6 +39,9 @@ class SandboxStore:
         self.people: dict[int, dict[str, Any]] = {}
         self.tags: dict[str, dict[str, Any]] = {}
         self.messages: list[dict[str, Any]] = []
+        #: sent emails (``api_email``) and WhatsApp messages (``api_whatsapp``)
+        self.emails: list[dict[str, Any]] = []
+        self.whatsapp: list[dict[str, Any]] = []
         #: inbound SMS (replies) a test injected, each handed out once by ``/sms/1/inbox/reports``
         self.inbound: list[dict[str, Any]] = []
         #: destination prefix -> outcome name (``sms.OUTCOMES``) given to SMS sent to such numbers
@@ -132,6 +135,8 @@ class SandboxStore:
             "tags": list(self.tags.values()),
             "people": list(self.people.values()),
             "messages": list(self.messages),
+            "emails": list(self.emails),
+            "whatsapp": list(self.whatsapp),
             "inbound": list(self.inbound),
             "sms_outcomes": dict(self.sms_outcomes),
         }
@@ -152,6 +157,8 @@ class SandboxStore:
             {k: v for k, v in m.items() if k not in ("status", "error")} for m in data.get("messages", [])
         ]
         self.inbound = list(data.get("inbound", []))
+        self.emails = list(data.get("emails", []))
+        self.whatsapp = list(data.get("whatsapp", []))
         self.sms_outcomes = dict(data.get("sms_outcomes", {}))
 
     def save(self, path: str | os.PathLike[str]) -> None:
