@@ -273,3 +273,25 @@ def worker_main(cohort: str, run_id: str, writes=None) -> None:
         reconcile_delay=1.0,
     )
     print(json.dumps(run_operator(operator, run_id)), flush=True)
+
+
+def test_the_hook_pages_email_logs_by_cursor_and_reports_are_handed_out_once(sandbox, infobip_conn, tmp_path):
+    from infobip_provider.hooks.infobip import InfobipHook
+
+    cohort = write_cohort(tmp_path / "c.csv", 25)
+    summary = broadcast(cohort)
+    hook = InfobipHook()
+    logs = hook.email_logs(bulk_id=summary["bulk_id"], limit=10)
+    assert len(logs) == 25 and {item["destination"] for item in logs} == set(addresses(25))
+    counted = sandbox.counters()["email.logs"]
+    assert counted["requests"] - counted.get("429s", 0) == 3, "three pages of 10, 10 and 5"
+    reports = hook.email_reports_page(bulk_id=summary["bulk_id"])
+    assert {r["to"] for r in reports} == set(addresses(25))
+    assert {r["status"]["groupName"] for r in reports} == {"DELIVERED"}
+    assert hook.email_reports_page(bulk_id=summary["bulk_id"]) == [], "each report is handed out once"
+    from infobip_api_client.models.email_log import EmailLog
+    from infobip_api_client.models.email_report import EmailReport
+
+    from tests.test_api_conformance import conform
+
+    assert conform(EmailLog, logs[0]) == [] and conform(EmailReport, reports[0]) == []
