@@ -44,14 +44,14 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.checkpoint import journal_record, log_progress
 from infobip_provider.operators.base import CohortOperator
 from infobip_provider.operators.common import run_key, validate_batch_size
-from infobip_provider.values import as_flag, blank_to_none
+from infobip_provider.values import as_flag, as_literal, as_text, blank_to_none
 
 #: Infobip's longest ``bulkId``.
 MAX_BULK_ID = 100
@@ -529,9 +529,20 @@ class BroadcastOperator(CohortOperator):
     _clock: Callable[[], float] = staticmethod(time.time)
     _sleep: Callable[[float], None] = staticmethod(time.sleep)
 
+    #: The channel's options: the keywords of its options class's ``from_args``. The constructor
+    #: takes them by name and keeps each as an attribute; a new option is added there only.
+    option_names: ClassVar[tuple[str, ...]] = ()
+    #: Templated fields whose ``{{name}}`` tokens are the recipients' (filled per member), not Airflow's.
+    token_fields: ClassVar[tuple[str, ...]] = ()
+    #: Templated fields every broadcast has.
+    broadcast_fields: ClassVar[tuple[str, ...]] = ("test_recipients", "bulk_id")
+    #: Options the connection fills when a task leaves them empty.
+    connection_defaults: ClassVar[tuple[str, ...]] = ("entity_id", "application_id")
+
     def __init__(
         self,
         *,
+        test_recipients: Sequence[str] | str | None = None,
         batch_size: int = 1000,
         bulk_id: str | None = None,
         allow_bulk_id_reuse: bool = False,
@@ -539,12 +550,53 @@ class BroadcastOperator(CohortOperator):
         max_send_attempts: int = 3,
         **kwargs: Any,
     ) -> None:
+        options = {name: kwargs.pop(name, None) for name in self.option_names}
         super().__init__(**kwargs)
+        self.test_recipients = test_recipients
         self.batch_size = batch_size
         self.bulk_id = bulk_id
         self.allow_bulk_id_reuse = allow_bulk_id_reuse
         self.reconcile_delay = reconcile_delay
         self.max_send_attempts = max_send_attempts
+        for name, value in options.items():
+            setattr(self, name, value)
+
+    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
+        """Render as usual, but leave the recipients' ``{{name}}`` tokens of :attr:`token_fields` alone."""
+        from infobip_provider.sms import protect_tokens
+
+        for name in self.token_fields:
+            value = getattr(self, name, None)
+            if isinstance(value, str):
+                setattr(self, name, protect_tokens(value, context.keys()))
+        super().render_template_fields(context, jinja_env)
+
+    def given_options(self) -> dict[str, Any]:
+        """The options as given, the connection's extras filling :attr:`connection_defaults` left empty."""
+        given = {name: getattr(self, name) for name in self.option_names}
+        defaults = self.hook.defaults
+        for name in self.connection_defaults:
+            given[name] = blank_to_none(given.get(name)) or defaults.get(name)
+        if "callback_data" in given:
+            given["callback_data"] = blank_to_none(given["callback_data"])
+        return given
+
+    def test_addresses(self, normalize: Callable[[str], str | None], what: str) -> list[str]:
+        """The ``test_recipients`` (a list, its text, or addresses separated by commas or new lines),
+        each normalised and once; ``what`` names them in errors (``valid phone numbers (E.164 ...)``)."""
+        raw = as_literal(self.test_recipients, "test_recipients")
+        if raw is None or (isinstance(raw, (list, tuple, set)) and not raw):
+            return []
+        if isinstance(raw, str):
+            raw = [p for p in raw.replace(",", "\n").splitlines() if p.strip()]
+        elif not isinstance(raw, (list, tuple, set)):
+            kind = what.removeprefix("valid ").split(" (")[0]
+            raise AirflowFailException(f"test_recipients must be a list of {kind}, got {type(raw).__name__}")
+        found = [normalize(str(value)) for value in raw]
+        bad = sum(1 for value in found if value is None)
+        if bad:
+            raise AirflowFailException(f"{bad} of {len(raw)} test_recipients are not {what}")
+        return list(dict.fromkeys(value for value in found if value))
 
     def broadcast_id(self, context: Context, *, test: bool) -> tuple[str, bool]:
         """The bulk id of this run's broadcast (its test sends have their own), and whether the user gave it."""
@@ -625,6 +677,19 @@ class BroadcastOperator(CohortOperator):
             raise run.unconfirmed_error()
         return run, result
 
+    def log_outcome(self, summary: dict[str, Any], recipients: int, extra: str = "") -> None:
+        """The broadcast's outcome in one log line (``extra``: the channel's own counts)."""
+        how = [f"{summary['sent_this_try']} by this try", f"{summary['already_sent']} by earlier tries"]
+        if summary.get("reconciled"):
+            how.append(f"{summary['reconciled']} found in Infobip's logs")
+        line = f"Broadcast {summary['bulk_id']}: {summary['sent']} of {recipients} recipients sent ({', '.join(how)})"
+        if summary.get("unconfirmed"):
+            line += f", {summary['unconfirmed']} unconfirmed"
+        line += (
+            f", {summary['rejected']} rejected by Infobip, {summary['skipped']} cohort rows not used{extra}"
+        )
+        self.log.info("%s", line)
+
     def _claim(self, target: TargetState, context: Context, bulk_id: str, *, explicit: bool) -> None:
         """Record who started the broadcast, or say which run this one continues; refuse an explicit
         bulk id another DAG run started (unless ``allow_bulk_id_reuse``)."""
@@ -665,3 +730,72 @@ class BroadcastOperator(CohortOperator):
         self.log.warning(
             "The bulk id %s was started by another run; continuing it (allow_bulk_id_reuse)", bulk_id
         )
+
+
+def cohort_columns(identity_column: str, identity: str, member_columns: Sequence[str]) -> dict[str, str]:
+    """Cohort column name -> member column of a prepared cohort: each source column under its own name
+    (a source column the members reserve is kept as ``source_<name>``), the identity column giving
+    the normalised address (``identity``: ``phone`` or ``email``)."""
+    from infobip_provider.cohorts.prepare import MEMBER_COLUMNS
+
+    available: dict[str, str] = {}
+    for column in member_columns:
+        original = column
+        if column.startswith("source_") and column[len("source_") :] in MEMBER_COLUMNS:
+            original = column[len("source_") :]
+        available.setdefault(original, column)
+    available[identity_column] = identity
+    return available
+
+
+class PhoneBroadcastOperator(BroadcastOperator):
+    """A broadcast to phone numbers (SMS, WhatsApp): the phone column, read per row with its country.
+
+    :param phone_column: the column of phone numbers (E.164, or national read with the region).
+    :param country_column: optional column of ISO country codes to read national numbers per row.
+    :param default_region: region for national numbers (None: international numbers only).
+    """
+
+    phone_fields: ClassVar[tuple[str, ...]] = ("phone_column", "country_column", "default_region")
+
+    def __init__(
+        self,
+        *,
+        phone_column: str = "phone",
+        country_column: str | None = None,
+        default_region: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.phone_column = phone_column
+        self.country_column = country_column
+        self.default_region = default_region
+
+    def read_phones(self, context: Context) -> PreparedCohort:
+        """Read the cohort keyed by phone number; log what became of its rows, fail above the reject ratio."""
+        from infobip_provider.cohorts import IdentityColumns
+
+        prepared = self.read_cohort(
+            context,
+            IdentityColumns(email=None, phone=self.phone_column, country=as_text(self.country_column)),
+            key="phone",
+            default_region=blank_to_none(self.default_region),
+        )
+        prepared.check_reject_ratio(self.max_reject_ratio, self.log)
+        return prepared
+
+    def columns_of(self, prepared: PreparedCohort) -> dict[str, str]:
+        """The cohort's columns a template may name (the phone column gives the E.164 number)."""
+        return cohort_columns(self.phone_column, "phone", prepared.columns)
+
+    def test_numbers(self) -> list[str]:
+        """The test recipients as E.164 numbers."""
+        from infobip_provider.cohorts import normalize_phone
+
+        region = blank_to_none(self.default_region)
+        try:
+            return self.test_addresses(
+                lambda v: normalize_phone(v, region), "valid phone numbers (use E.164, e.g. +41793026727)"
+            )
+        except ValueError as exc:  # an unknown default_region
+            raise AirflowFailException(f"default_region: {exc}") from None

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.email import EMAIL_OPTION_NAMES
-from infobip_provider.engines.broadcast import BroadcastOperator, paused_gc
+from infobip_provider.engines.broadcast import BroadcastOperator, cohort_columns, paused_gc
 from infobip_provider.operators.base import CohortOperator
-from infobip_provider.values import as_literal, as_number, as_text, blank_to_none
+from infobip_provider.values import as_number, as_text
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from infobip_provider.email import EmailOptions, EmailRecipient
 
 __all__ = ["EmailBroadcastOperator"]
-RESERVED_MEMBER_COLUMNS = ("key", "email", "phone", "external_id", "row")
 #: The members whose rendered email the dry run's summary previews, unless told otherwise.
 PREVIEW_ROWS = 3
 
@@ -95,8 +94,7 @@ class EmailBroadcastOperator(BroadcastOperator):
         "notify_url",
         "callback_data",
         "campaign_reference_id",
-        "test_recipients",
-        "bulk_id",
+        *BroadcastOperator.broadcast_fields,
     )
     template_fields_renderers = {
         "cohort_sql": "sql",
@@ -106,70 +104,32 @@ class EmailBroadcastOperator(BroadcastOperator):
     }
     ui_color = "#90be6d"
 
+    option_names = EMAIL_OPTION_NAMES
+    token_fields = ("subject", "html", "text")  # the inline content's placeholders are Infobip's
+
     def __init__(
         self,
         *,
         placeholders: Mapping[str, str] | str | None = None,
         email_column: str = "email",
-        test_recipients: Sequence[str] | str | None = None,
         preview_rows: int = PREVIEW_ROWS,
         **kwargs: Any,
     ) -> None:
-        # Infobip's email options (content, sender, send_at ...) are the keyword arguments of
-        # EmailOptions.from_args: a new option is added there, and only there.
-        options = {name: kwargs.pop(name, None) for name in EMAIL_OPTION_NAMES}
         super().__init__(**kwargs)
         self.placeholders = placeholders
         self.email_column = email_column
-        self.test_recipients = test_recipients
         self.preview_rows = preview_rows
-        for name, value in options.items():
-            setattr(self, name, value)
-
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        """Render as usual, but leave the inline content's ``{{name}}`` placeholders for Infobip."""
-        from infobip_provider.sms import protect_tokens
-
-        for name in ("subject", "html", "text"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                setattr(self, name, protect_tokens(value, context.keys()))
-        super().render_template_fields(context, jinja_env)
 
     # ------------------------------------------------------------------ checks
     def _options(self) -> EmailOptions:
         from infobip_provider.email import EmailOptions
 
-        given = {name: getattr(self, name) for name in EMAIL_OPTION_NAMES}
-        defaults = self.hook.defaults
-        for name in ("entity_id", "application_id"):
-            given[name] = blank_to_none(given[name]) or defaults.get(name)
-        given["callback_data"] = blank_to_none(given["callback_data"])
-        return EmailOptions.from_args(now=datetime.fromtimestamp(self._clock(), UTC), **given)
+        return EmailOptions.from_args(now=datetime.fromtimestamp(self._clock(), UTC), **self.given_options())
 
     def _test_addresses(self) -> list[str]:
         from infobip_provider.cohorts import normalize_email
 
-        raw = as_literal(self.test_recipients, "test_recipients")
-        if raw is None or (isinstance(raw, (list, tuple, set)) and not raw):
-            return []
-        if isinstance(raw, str):
-            raw = [p for p in raw.replace(",", "\n").splitlines() if p.strip()]
-        elif not isinstance(raw, (list, tuple, set)):
-            raise AirflowFailException(
-                f"test_recipients must be a list of addresses, got {type(raw).__name__}"
-            )
-        addresses: list[str] = []
-        bad = 0
-        for value in raw:
-            address = normalize_email(str(value))
-            if address is None:
-                bad += 1
-            elif address not in addresses:
-                addresses.append(address)
-        if bad:
-            raise AirflowFailException(f"{bad} of {len(raw)} test_recipients are not valid email addresses")
-        return addresses
+        return self.test_addresses(normalize_email, "valid email addresses")
 
     # ----------------------------------------------------------------- execute
     def execute(self, context: Context) -> dict[str, Any]:
@@ -192,18 +152,7 @@ class EmailBroadcastOperator(BroadcastOperator):
         channel = EmailChannel(self.hook, options)
         _, result = self.deliver(context, prepared, bulk_id, channel, recipients, explicit=explicit)
         summary.update(result)
-        self.log.info(
-            "Broadcast %s: %d of %d recipients sent (%d by this try, %d by earlier tries, %d found in "
-            "Infobip's logs), %d rejected by Infobip, %d cohort rows not used",
-            bulk_id,
-            summary["sent"],
-            len(recipients),
-            summary["sent_this_try"],
-            summary["already_sent"],
-            summary["reconciled"],
-            summary["rejected"],
-            summary["skipped"],
-        )
+        self.log_outcome(summary, len(recipients))
         return summary
 
     def _read_cohort(self, context: Context, mapping: Mapping[str, str]) -> Any:
@@ -216,7 +165,7 @@ class EmailBroadcastOperator(BroadcastOperator):
         prepared.check_reject_ratio(self.max_reject_ratio, self.log)
         if prepared.empty and not prepared.columns:
             return prepared
-        available = member_columns(column, prepared.columns)
+        available = cohort_columns(column, "email", prepared.columns)
         unknown = sorted({c for c in mapping.values() if c not in available})
         if unknown:
             raise EmailConfigError(
@@ -235,7 +184,7 @@ class EmailBroadcastOperator(BroadcastOperator):
         addresses: list[str] = [] if members.empty else members["email"].tolist()
         texts: list[str | None] = [None] * len(addresses)
         if mapping and addresses:
-            available = member_columns(as_text(self.email_column) or "email", prepared.columns)
+            available = cohort_columns(as_text(self.email_column) or "email", "email", prepared.columns)
             columns = {name: members[available[column]].tolist() for name, column in mapping.items()}
             texts = [
                 placeholder_json({name: values[i] for name, values in columns.items()})
@@ -298,15 +247,3 @@ class EmailBroadcastOperator(BroadcastOperator):
             len(summary["preview"]),
         )
         return summary
-
-
-def member_columns(email_column: str, columns: Sequence[str]) -> dict[str, str]:
-    """Cohort column name -> member column: source names, the email column giving the checked address."""
-    available: dict[str, str] = {}
-    for column in columns:
-        original = column
-        if column.startswith("source_") and column[len("source_") :] in RESERVED_MEMBER_COLUMNS:
-            original = column[len("source_") :]
-        available.setdefault(original, column)
-    available[email_column] = "email"
-    return available

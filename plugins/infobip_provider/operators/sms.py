@@ -18,12 +18,13 @@ from infobip_provider.engines.broadcast import (
     BroadcastOperator,
     BroadcastReuseError,
     BroadcastUncertainError,
+    PhoneBroadcastOperator,
     paused_gc,
 )
 from infobip_provider.operators.base import CohortOperator
 from infobip_provider.operators.common import validate_batch_size
 from infobip_provider.sms import LOG_QUERY_IDS, SMS_OPTION_NAMES
-from infobip_provider.values import as_literal, as_number, as_text, blank_to_none
+from infobip_provider.values import as_number, as_text
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -37,10 +38,9 @@ __all__ = [
     "BroadcastUncertainError",
     "SmsBroadcastOperator",
 ]
-RESERVED_MEMBER_COLUMNS = ("key", "email", "phone", "external_id", "row")
 
 
-class SmsBroadcastOperator(BroadcastOperator):
+class SmsBroadcastOperator(PhoneBroadcastOperator):
     """Send one personalised SMS to every member of a cohort, exactly once, with Infobip's options.
 
     The message ``text`` takes ``{{column}}`` tokens filled from each recipient's cohort row (a
@@ -102,9 +102,6 @@ class SmsBroadcastOperator(BroadcastOperator):
     template_fields: Sequence[str] = (
         "text",
         *CohortOperator.cohort_fields,
-        "phone_column",
-        "country_column",
-        "default_region",
         "sender",
         "delivery_time_window",
         "send_at",
@@ -112,96 +109,44 @@ class SmsBroadcastOperator(BroadcastOperator):
         "notify_url",
         "callback_data",
         "campaign_reference_id",
-        "test_recipients",
         "max_segments",
         "price_per_segment",
         "currency",
-        "bulk_id",
+        *PhoneBroadcastOperator.phone_fields,
+        *BroadcastOperator.broadcast_fields,
     )
     template_fields_renderers = {"cohort_sql": "sql", "text": "md", "delivery_time_window": "json"}
     ui_color = "#f9c74f"
+
+    option_names = SMS_OPTION_NAMES
+    token_fields = ("text",)
+    connection_defaults = ("sender", "entity_id", "application_id")
 
     def __init__(
         self,
         *,
         text: str,
-        phone_column: str = "phone",
-        country_column: str | None = None,
-        default_region: str | None = None,
-        test_recipients: Sequence[str] | str | None = None,
         max_segments: int | None = None,
         price_per_segment: float | None = None,
         currency: str | None = None,
         **kwargs: Any,
     ) -> None:
-        # Infobip's SMS options (sender, send_at, notify_url ...) are the keyword arguments of
-        # SmsOptions.from_args: a new option is added there, and only there.
-        options = {name: kwargs.pop(name, None) for name in SMS_OPTION_NAMES}
         super().__init__(**kwargs)
         self.text = text
-        self.phone_column = phone_column
-        self.country_column = country_column
-        self.default_region = default_region
-        self.test_recipients = test_recipients
         self.max_segments = max_segments
         self.price_per_segment = price_per_segment
         self.currency = currency
-        for name, value in options.items():
-            setattr(self, name, value)
-
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        """Render as usual, but leave the per-recipient ``{{column}}`` tokens of ``text`` alone."""
-        from infobip_provider.sms import protect_tokens
-
-        if isinstance(self.text, str):
-            self.text = protect_tokens(self.text, context.keys())
-        super().render_template_fields(context, jinja_env)
 
     # ------------------------------------------------------------------ checks
     def _options(self) -> SmsOptions:
-        """The SMS options as given, the connection's sender and platform ids filling what is empty."""
         from infobip_provider.sms import SmsOptions
 
-        given = {name: getattr(self, name) for name in SMS_OPTION_NAMES}
-        defaults = self.hook.defaults
-        for name in ("sender", "entity_id", "application_id"):
-            given[name] = blank_to_none(given[name]) or defaults.get(name)
-        given["callback_data"] = blank_to_none(given["callback_data"])
-        return SmsOptions.from_args(now=datetime.fromtimestamp(self._clock(), UTC), **given)
+        return SmsOptions.from_args(now=datetime.fromtimestamp(self._clock(), UTC), **self.given_options())
 
     def _numbers(self) -> tuple[int | None, float | None, int]:
         max_segments = as_number(self.max_segments, "max_segments", int, 1)
         price = as_number(self.price_per_segment, "price_per_segment", float, 0)
         return max_segments, price, validate_batch_size(self.batch_size)
-
-    def _test_numbers(self) -> list[str]:
-        from infobip_provider.cohorts import normalize_phone
-
-        raw = as_literal(self.test_recipients, "test_recipients")
-        if raw is None or (isinstance(raw, (list, tuple, set)) and not raw):
-            return []
-        if isinstance(raw, str):
-            raw = [p for p in raw.replace(",", "\n").splitlines() if p.strip()]
-        elif not isinstance(raw, (list, tuple, set)):
-            raise AirflowFailException(
-                f"test_recipients must be a list of phone numbers, got {type(raw).__name__}"
-            )
-        numbers: list[str] = []
-        bad = 0
-        for value in raw:
-            try:
-                number = normalize_phone(str(value), self.default_region)
-            except ValueError as exc:
-                raise AirflowFailException(f"default_region: {exc}") from None
-            if number is None:
-                bad += 1
-            elif number not in numbers:
-                numbers.append(number)
-        if bad:
-            raise AirflowFailException(
-                f"{bad} of {len(raw)} test_recipients are not valid phone numbers (use E.164, e.g. +41793026727)"
-            )
-        return numbers
 
     # ----------------------------------------------------------------- execute
     def execute(self, context: Context) -> dict[str, Any]:
@@ -213,7 +158,7 @@ class SmsBroadcastOperator(BroadcastOperator):
             self.log.warning("SMS option: %s", warning)
         max_segments, price, batch_size = self._numbers()
         dry_run = self.is_dry_run()
-        test_numbers = self._test_numbers()
+        test_numbers = self.test_numbers()
         bulk_id, explicit = self.broadcast_id(context, test=bool(test_numbers))
         with paused_gc():
             prepared = self._read_cohort(context, template)
@@ -244,19 +189,7 @@ class SmsBroadcastOperator(BroadcastOperator):
             summary["segments_reported"] = run.ledger.reported_segments
         if price is not None:
             summary["estimated_cost"] = round(summary["segments"] * price, 6)
-        self.log.info(
-            "Broadcast %s: %d of %d recipients sent (%d by this try, %d by earlier tries, %d found in "
-            "Infobip's logs), %d rejected by Infobip, %d cohort rows not used, %d SMS parts",
-            bulk_id,
-            summary["sent"],
-            len(recipients),
-            summary["sent_this_try"],
-            summary["already_sent"],
-            summary["reconciled"],
-            summary["rejected"],
-            summary["skipped"],
-            summary["segments"],
-        )
+        self.log_outcome(summary, len(recipients), f", {summary['segments']} SMS parts")
         return summary
 
     def _messages(self, prepared: Any, template: Any, test_numbers: list[str]) -> tuple[list[str], list[str]]:
@@ -322,24 +255,16 @@ class SmsBroadcastOperator(BroadcastOperator):
 
     def _read_cohort(self, context: Context, template: Any) -> Any:
         """Read and normalise the cohort; check the template's tokens against its columns."""
-        from infobip_provider.cohorts import IdentityColumns
-
-        prepared = self.read_cohort(
-            context,
-            IdentityColumns(email=None, phone=self.phone_column, country=as_text(self.country_column)),
-            key="phone",
-            default_region=blank_to_none(self.default_region),
-        )
-        prepared.check_reject_ratio(self.max_reject_ratio, self.log)
+        prepared = self.read_phones(context)
         if not (prepared.empty and not prepared.columns):
-            template.check_fields(token_columns(self.phone_column, prepared.columns))
+            template.check_fields(self.columns_of(prepared))
         return prepared
 
     def _render_texts(self, prepared: Any, template: Any) -> list[str]:
         members = prepared.members
         if members.empty:
             return []
-        available = token_columns(self.phone_column, prepared.columns)
+        available = self.columns_of(prepared)
         columns = {name: members[available[name]].tolist() for name in template.fields}
         return template.render_columns(columns, len(members))
 
@@ -374,15 +299,3 @@ class SmsBroadcastOperator(BroadcastOperator):
             plan.add(count, max_segments)
             per_id[r.message_id] = count.segments
         return plan, per_id
-
-
-def token_columns(phone_column: str, member_columns: Sequence[str]) -> dict[str, str]:
-    """Template field name -> member column: source names, the phone column giving the E.164 number."""
-    available: dict[str, str] = {}
-    for column in member_columns:
-        original = column
-        if column.startswith("source_") and column[len("source_") :] in RESERVED_MEMBER_COLUMNS:
-            original = column[len("source_") :]
-        available.setdefault(original, column)
-    available[phone_column] = "phone"
-    return available

@@ -14,9 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
 
-from infobip_provider.engines.broadcast import ON_UNCONFIRMED, BroadcastOperator, paused_gc
+from infobip_provider.engines.broadcast import (
+    ON_UNCONFIRMED,
+    BroadcastOperator,
+    PhoneBroadcastOperator,
+    paused_gc,
+)
 from infobip_provider.operators.base import CohortOperator
-from infobip_provider.values import as_literal, as_number, as_text, blank_to_none
+from infobip_provider.values import as_number, as_text
 from infobip_provider.whatsapp import WHATSAPP_OPTION_NAMES
 
 if TYPE_CHECKING:
@@ -28,7 +33,7 @@ __all__ = ["WhatsAppBroadcastOperator"]
 PREVIEW_ROWS = 3
 
 
-class WhatsAppBroadcastOperator(BroadcastOperator):
+class WhatsAppBroadcastOperator(PhoneBroadcastOperator):
     """Send one WhatsApp template message to every member of a cohort, never twice.
 
     ``template_name`` and ``language`` name a template Meta approved; ``placeholders=["column", ...]``
@@ -87,61 +92,36 @@ class WhatsAppBroadcastOperator(BroadcastOperator):
         "buttons",
         "text",
         *CohortOperator.cohort_fields,
-        "phone_column",
-        "country_column",
-        "default_region",
         "notify_url",
         "callback_data",
         "failover_text",
         "on_unconfirmed",
-        "test_recipients",
-        "bulk_id",
+        *PhoneBroadcastOperator.phone_fields,
+        *BroadcastOperator.broadcast_fields,
     )
     template_fields_renderers = {"cohort_sql": "sql", "header": "json", "buttons": "json"}
     ui_color = "#43aa8b"
+
+    option_names = WHATSAPP_OPTION_NAMES
+    token_fields = ("text", "failover_text")
 
     def __init__(
         self,
         *,
         placeholders: Sequence[str] | str | None = None,
-        phone_column: str = "phone",
-        country_column: str | None = None,
-        default_region: str | None = None,
         on_unconfirmed: str = "fail",
-        test_recipients: Sequence[str] | str | None = None,
         preview_rows: int = PREVIEW_ROWS,
         **kwargs: Any,
     ) -> None:
-        options = {name: kwargs.pop(name, None) for name in WHATSAPP_OPTION_NAMES}
         super().__init__(**kwargs)
         self.placeholders = placeholders
-        self.phone_column = phone_column
-        self.country_column = country_column
-        self.default_region = default_region
         self.on_unconfirmed = on_unconfirmed
-        self.test_recipients = test_recipients
         self.preview_rows = preview_rows
-        for name, value in options.items():
-            setattr(self, name, value)
-
-    def render_template_fields(self, context: Context, jinja_env: Any = None) -> None:
-        """Render as usual, but leave the ``{{column}}`` tokens of ``text`` and ``failover_text`` alone."""
-        from infobip_provider.sms import protect_tokens
-
-        for name in ("text", "failover_text"):
-            value = getattr(self, name)
-            if isinstance(value, str):
-                setattr(self, name, protect_tokens(value, context.keys()))
-        super().render_template_fields(context, jinja_env)
 
     def _options(self) -> WhatsAppOptions:
         from infobip_provider.whatsapp import WhatsAppOptions
 
-        given = {name: getattr(self, name) for name in WHATSAPP_OPTION_NAMES}
-        defaults = self.hook.defaults
-        for name in ("entity_id", "application_id"):
-            given[name] = blank_to_none(given[name]) or defaults.get(name)
-        given["callback_data"] = blank_to_none(given["callback_data"])
+        given = self.given_options()
         given["mode"] = as_text(given["mode"]) or "template"
         return WhatsAppOptions.from_args(**given)
 
@@ -152,21 +132,6 @@ class WhatsAppBroadcastOperator(BroadcastOperator):
                 f"on_unconfirmed must be one of {', '.join(ON_UNCONFIRMED)}, got {choice!r}"
             )
         return choice
-
-    def _test_numbers(self) -> list[str]:
-        from infobip_provider.cohorts import normalize_phone
-
-        raw = as_literal(self.test_recipients, "test_recipients")
-        if raw is None or (isinstance(raw, (list, tuple, set)) and not raw):
-            return []
-        if isinstance(raw, str):
-            raw = [p for p in raw.replace(",", "\n").splitlines() if p.strip()]
-        numbers = [normalize_phone(str(v), blank_to_none(self.default_region)) for v in raw]
-        if any(n is None for n in numbers):
-            raise AirflowFailException(
-                "test_recipients must be valid phone numbers (E.164, e.g. +41793026727)"
-            )
-        return list(dict.fromkeys(n for n in numbers if n))
 
     # ----------------------------------------------------------------- execute
     def execute(self, context: Context) -> dict[str, Any]:
@@ -181,7 +146,7 @@ class WhatsAppBroadcastOperator(BroadcastOperator):
         on_unconfirmed = self._on_unconfirmed()
         preview_rows = as_number(self.preview_rows, "preview_rows", int, 0) or 0
         dry_run = self.is_dry_run()
-        test_numbers = self._test_numbers()
+        test_numbers = self.test_numbers()
         bulk_id, explicit = self.broadcast_id(context, test=bool(test_numbers))
         with paused_gc():
             prepared = self._read_cohort(context, columns, options)
@@ -196,35 +161,16 @@ class WhatsAppBroadcastOperator(BroadcastOperator):
             context, prepared, bulk_id, channel, recipients, explicit=explicit, on_unconfirmed=on_unconfirmed
         )
         summary.update(result)
-        self.log.info(
-            "Broadcast %s: %d of %d recipients sent (%d by this try, %d by earlier tries), %d unconfirmed, "
-            "%d rejected by Infobip, %d cohort rows not used",
-            bulk_id,
-            summary["sent"],
-            len(recipients),
-            summary["sent_this_try"],
-            summary["already_sent"],
-            summary["unconfirmed"],
-            summary["rejected"],
-            summary["skipped"],
-        )
+        self.log_outcome(summary, len(recipients))
         return summary
 
     def _read_cohort(self, context: Context, columns: list[str], options: WhatsAppOptions) -> Any:
-        from infobip_provider.cohorts import IdentityColumns
-        from infobip_provider.operators.sms import token_columns
         from infobip_provider.whatsapp import WhatsAppConfigError
 
-        prepared = self.read_cohort(
-            context,
-            IdentityColumns(email=None, phone=self.phone_column, country=as_text(self.country_column)),
-            key="phone",
-            default_region=blank_to_none(self.default_region),
-        )
-        prepared.check_reject_ratio(self.max_reject_ratio, self.log)
+        prepared = self.read_phones(context)
         if prepared.empty and not prepared.columns:
             return prepared
-        available = token_columns(self.phone_column, prepared.columns)
+        available = self.columns_of(prepared)
         unknown = [c for c in dict.fromkeys([*columns, *options.columns]) if c not in available]
         if unknown:
             raise WhatsAppConfigError(
@@ -243,12 +189,11 @@ class WhatsAppBroadcastOperator(BroadcastOperator):
     ) -> tuple[list[WhatsAppRecipient], dict[str, int]]:
         """One recipient per member; members with an empty placeholder go to the rejects with the reason."""
         from infobip_provider.engines.broadcast import message_id
-        from infobip_provider.operators.sms import token_columns
         from infobip_provider.whatsapp import WhatsAppRecipient, template_values
 
         members = prepared.members
         rows = 0 if members.empty else len(members)
-        available = token_columns(self.phone_column, prepared.columns) if rows else {}
+        available = self.columns_of(prepared) if rows else {}
         values = (
             {c: members[available[c]].tolist() for c in dict.fromkeys([*columns, *options.columns])}
             if rows
