@@ -31,21 +31,23 @@ from typing import Any
 
 from infobip_provider.cohorts.identities import normalize_email
 from infobip_provider.errors import InfobipConfigError
-from infobip_provider.sms import (
-    FIELD_NAME,
-    TOKEN,
-    answer_statuses,
+from infobip_provider.options import (
+    MAX_CALLBACK_DATA,
+    MAX_CAMPAIGN_REFERENCE,
+    ChannelBase,
+    cell_text,
+    flag,
+    max_len,
     parse_delivery_time_window,
     parse_send_at,
     parse_validity_period,
+    platform_options,
 )
+from infobip_provider.sms import FIELD_NAME, TOKEN, answer_statuses
 from infobip_provider.values import BadValue, as_literal, as_text
 
 MAX_DESTINATIONS = 1000  # [assumed] per request, as for SMS: Infobip publishes no email limit
 MAX_SUBJECT = 1000
-MAX_CALLBACK_DATA = 4000
-MAX_PLATFORM_ID = 255
-MAX_CAMPAIGN_REFERENCE = 255
 #: ``/email/4/logs`` keeps 48 hours [assumed, as SMS]; an older unconfirmed batch cannot be reconciled.
 LOGS_HORIZON = 47 * 3600.0
 #: message ids per ``/email/4/logs`` query, as for SMS (2048 characters of ``messageId`` values).
@@ -111,33 +113,8 @@ def parse_placeholders(value: Any) -> dict[str, str]:
 def placeholder_json(values: Mapping[str, Any]) -> str:
     """One recipient's placeholders as the JSON string Infobip wants (missing values as empty text)."""
     return json.dumps(
-        {name: _as_text(value) for name, value in values.items()}, ensure_ascii=False, separators=(",", ":")
+        {name: cell_text(value) for name, value in values.items()}, ensure_ascii=False, separators=(",", ":")
     )
-
-
-def _as_text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):  # None or NaN
-        return ""
-    return str(value)
-
-
-def _flag(value: Any, name: str, problems: list[str]) -> bool | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("true", "1", "yes", "on"):
-        return True
-    if word in ("false", "0", "no", "off"):
-        return False
-    problems.append(f"{name} must be true or false, got {value!r}")
-    return None
-
-
-def _max_len(value: str | None, name: str, limit: int, problems: list[str]) -> None:
-    if value is not None and len(value) > limit:
-        problems.append(f"{name} must have at most {limit} characters, got {len(value)}")
 
 
 def _content(problems: list[str], template_id: Any, subject: Any, html: Any, text: Any) -> dict[str, Any]:
@@ -159,7 +136,7 @@ def _content(problems: list[str], template_id: Any, subject: Any, html: Any, tex
     if not ({"html", "text"} & set(inline)):
         problems.append("inline content needs html or text")
     content = {key: str(value) for key, value in inline.items()}
-    _max_len(content.get("subject"), "subject", MAX_SUBJECT, problems)
+    max_len(content.get("subject"), "subject", MAX_SUBJECT, problems)
     return content
 
 
@@ -173,14 +150,14 @@ def _webhooks(
     delivery: dict[str, Any] = {}
     if url:
         delivery["url"] = url
-    intermediate = _flag(intermediate_report, "intermediate_report", problems)
+    intermediate = flag(intermediate_report, "intermediate_report", problems)
     if intermediate is not None:
         delivery["intermediateReport"] = intermediate
     if delivery:
         webhooks["delivery"] = delivery
         webhooks["contentType"] = "application/json"
     data = None if callback_data is None else str(callback_data)
-    _max_len(data, "callback_data", MAX_CALLBACK_DATA, problems)
+    max_len(data, "callback_data", MAX_CALLBACK_DATA, problems)
     if data:
         webhooks["callbackData"] = data
     return webhooks
@@ -239,15 +216,7 @@ class EmailOptions:
         if reply is not None and normalize_email(reply) is None:
             problems.append(f"reply_to must be an email address, got {reply!r}")
         options: dict[str, Any] = {}
-        platform = {}
-        for key, value, name in (
-            ("entityId", entity_id, "entity_id"),
-            ("applicationId", application_id, "application_id"),
-        ):
-            value_text = as_text(value)
-            _max_len(value_text, name, MAX_PLATFORM_ID, problems)
-            if value_text:
-                platform[key] = value_text
+        platform = platform_options(entity_id, application_id, problems)
         if platform:
             options["platform"] = platform
         validity = parse_validity_period(validity_period, problems, warnings)
@@ -257,7 +226,7 @@ class EmailOptions:
         if window:
             options["deliveryTimeWindow"] = window
         campaign = as_text(campaign_reference_id)
-        _max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
+        max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
         if campaign:
             options["campaignReferenceId"] = campaign
         webhooks = _webhooks(problems, notify_url, intermediate_report, callback_data)
@@ -270,9 +239,9 @@ class EmailOptions:
             ("trackOpens", track_opens, "track_opens"),
             ("trackClicks", track_clicks, "track_clicks"),
         ):
-            flag = _flag(value, name, problems)
-            if flag is not None:
-                tracking[key] = flag
+            given = flag(value, name, problems)
+            if given is not None:
+                tracking[key] = given
         url = as_text(tracking_url)
         if url:
             tracking["trackingUrl"] = url
@@ -384,7 +353,7 @@ def fill(text: str, values: Mapping[str, Any]) -> str:
 
     def one(match: re.Match[str]) -> str:
         name = match.group(1).strip()
-        return _as_text(values.get(name)) if name in values else match.group(0)
+        return cell_text(values.get(name)) if name in values else match.group(0)
 
     return TOKEN.sub(one, text)
 
@@ -403,21 +372,13 @@ def render_preview(recipient: EmailRecipient, options: EmailOptions, limit: int 
 
 
 # ------------------------------------------------------------------------------------------ channel
-class EmailChannel:
+class EmailChannel(ChannelBase):
     """Email for the broadcast engine: requests of ``POST /email/4/messages``, answers' status groups,
     and the lookup in ``GET /email/4/logs``."""
 
     send_endpoint = "email.send"
     logs_name = "GET /email/4/logs"
     logs_horizon = LOGS_HORIZON
-
-    def __init__(self, hook: Any, options: EmailOptions) -> None:
-        self.hook = hook
-        self.options = options
-
-    @property
-    def deferral(self) -> tuple[str, ...]:
-        return self.options.deferral
 
     def batches(self, recipients: Sequence[EmailRecipient], size: int) -> list[list[EmailRecipient]]:
         return plan_batches(recipients, size)

@@ -29,20 +29,30 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from infobip_provider.errors import InfobipConfigError
-from infobip_provider.values import BadValue, as_literal, as_text
+from infobip_provider.options import (
+    MAX_CALLBACK_DATA,
+    MAX_CAMPAIGN_REFERENCE,
+    ChannelBase,
+    cell_text,
+    choice,
+    flag,
+    max_len,
+    parse_delivery_time_window,
+    parse_send_at,
+    parse_sending_speed_limit,
+    parse_validity_period,
+    platform_options,
+    whole_number,
+)
+from infobip_provider.values import as_text
 
 MAX_DESTINATIONS = 1000
 MAX_BULK_ID = 100
-MAX_SCHEDULE_DAYS = 180
-MAX_CALLBACK_DATA = 4000
-MAX_PLATFORM_ID = 255
-MAX_CAMPAIGN_REFERENCE = 255
 MAX_KOREA_TITLE = 66
-VALIDITY_CAP = timedelta(hours=48)
 
 GSM7 = "GSM-7"
 UCS2 = "UCS-2"
@@ -79,9 +89,6 @@ TRANSLITERATIONS = (
     "ALL",
 )
 LANGUAGE_CODES = ("NONE", "TR", "ES", "PT", "AUTODETECT")
-DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
-VALIDITY_UNITS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600}
-SPEED_UNITS = ("MINUTE", "HOUR", "DAY")
 IYS_RECIPIENT_TYPES = ("BIREYSEL", "TACIR")
 CONTENT_TYPES = ("application/json", "application/xml")
 
@@ -172,7 +179,7 @@ class MessageTemplate:
         out = [parts[0]]
         for i in range(1, len(parts), 2):
             value = values.get(parts[i])
-            out.append(_as_text(value))
+            out.append(cell_text(value))
             out.append(parts[i + 1])
         return "".join(out)
 
@@ -187,18 +194,10 @@ class MessageTemplate:
         for values in zip(*fields):
             pieces = [literals[0]]
             for value, literal in zip(values, tail):
-                pieces.append(_as_text(value))
+                pieces.append(cell_text(value))
                 pieces.append(literal)
             out.append("".join(pieces))
         return out
-
-
-def _as_text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and value != value:  # NaN
-        return ""
-    return str(value)
 
 
 #: Names Airflow puts in a task's template context; ``{{ ds }}`` stays an Airflow template.
@@ -300,199 +299,6 @@ def check_sender(sender: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ options
-def _time_of_day(value: Any, what: str, problems: list[str]) -> dict[str, int] | None:
-    hour: Any
-    minute: Any
-    if isinstance(value, Mapping):
-        hour, minute = value.get("hour"), value.get("minute", 0)
-    elif isinstance(value, str) and re.fullmatch(r"\d{1,2}(:\d{2})?", value.strip()):
-        hour_text, _, minute_text = value.strip().partition(":")
-        hour, minute = int(hour_text), int(minute_text or 0)
-    else:
-        problems.append(
-            f"delivery_time_window {what} must be 'HH:MM' or {{'hour': h, 'minute': m}}, got {value!r}"
-        )
-        return None
-    try:
-        hour, minute = int(hour), int(minute)
-    except (TypeError, ValueError):
-        problems.append(f"delivery_time_window {what} needs whole hour and minute, got {value!r}")
-        return None
-    if not (0 <= hour <= 23 and 0 <= minute <= 59):
-        problems.append(f"delivery_time_window {what} must be between 00:00 and 23:59, got {value!r}")
-        return None
-    return {"hour": hour, "minute": minute}
-
-
-def _day(value: Any) -> str | None:
-    word = str(value).strip().upper()
-    for day in DAYS:
-        if word == day or (len(word) >= 3 and day.startswith(word)):
-            return day
-    return None
-
-
-def parse_delivery_time_window(value: Any, problems: list[str]) -> dict[str, Any] | None:
-    """``{"days": [...], "from": "09:00", "to": "20:00"}`` (UTC) as Infobip's object; days default to all.
-
-    The object may come as JSON or Python-literal text (see :func:`infobip_provider.values.literal`).
-    """
-    try:
-        value = as_literal(value, "delivery_time_window")
-    except BadValue as exc:
-        problems.append(str(exc))
-        return None
-    if value in (None, "", {}):
-        return None
-    if not isinstance(value, Mapping):
-        problems.append(f"delivery_time_window must be an object with days, from and to, got {value!r}")
-        return None
-    unknown = set(value) - {"days", "from", "to"}
-    if unknown:
-        problems.append(f"delivery_time_window has unknown keys {sorted(unknown)}: use days, from, to")
-    raw_days = value.get("days") or list(DAYS)
-    if isinstance(raw_days, str):
-        raw_days = [d for d in re.split(r"[,\s]+", raw_days) if d]
-    days = [_day(d) for d in raw_days]
-    if any(d is None for d in days):
-        bad = [d for d, ok in zip(raw_days, days) if ok is None]
-        problems.append(f"delivery_time_window days must be week days (MONDAY ... SUNDAY), got {bad}")
-        return None
-    window: dict[str, Any] = {"days": [d for d in DAYS if d in days]}
-    has_from, has_to = value.get("from") not in (None, ""), value.get("to") not in (None, "")
-    if has_from != has_to:
-        problems.append("delivery_time_window needs both from and to, or neither")
-        return window
-    if has_from:
-        start = _time_of_day(value["from"], "from", problems)
-        end = _time_of_day(value["to"], "to", problems)
-        if start and end:
-            minutes = (end["hour"] * 60 + end["minute"]) - (start["hour"] * 60 + start["minute"])
-            if minutes < 60:
-                problems.append(
-                    "delivery_time_window from and to must be at least one hour apart, to after from "
-                    f"(UTC), got {start['hour']:02d}:{start['minute']:02d}-{end['hour']:02d}:{end['minute']:02d}"
-                )
-            window["from"], window["to"] = start, end
-    return window
-
-
-def parse_validity_period(value: Any, problems: list[str], warnings: list[str]) -> dict[str, Any] | None:
-    """Minutes (int), a timedelta, ``"48h"``/``"30m"``/``"90s"`` or ``{"amount", "timeUnit"}``."""
-    if value in (None, "", {}):
-        return None
-    amount: Any
-    unit = "MINUTES"
-    if isinstance(value, timedelta):
-        amount, unit = int(value.total_seconds()), "SECONDS"
-        if amount % 3600 == 0:
-            amount, unit = amount // 3600, "HOURS"
-        elif amount % 60 == 0:
-            amount, unit = amount // 60, "MINUTES"
-    elif isinstance(value, Mapping):
-        amount, unit = value.get("amount"), str(value.get("timeUnit", "MINUTES")).upper()
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+\s*[hms]?\s*", value, re.I):
-        text = value.strip().lower()
-        unit = {"h": "HOURS", "m": "MINUTES", "s": "SECONDS"}.get(text[-1], "MINUTES")
-        amount = int(text.rstrip("hms").strip())
-    else:
-        amount = value
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1 or unit not in VALIDITY_UNITS:
-        problems.append(
-            "validity_period must be a positive number of minutes, a timedelta, '48h'/'30m'/'90s' or "
-            f"{{'amount': n, 'timeUnit': SECONDS|MINUTES|HOURS}}, got {value!r}"
-        )
-        return None
-    if amount * VALIDITY_UNITS[unit] > VALIDITY_CAP.total_seconds():
-        warnings.append("validity_period above 48 hours: Infobip cuts it to 48 hours")
-    return {"amount": amount, "timeUnit": unit}
-
-
-def parse_send_at(value: Any, now: datetime, problems: list[str], warnings: list[str]) -> str | None:
-    """A datetime or ISO 8601 text (no zone means UTC) as ``yyyy-MM-ddTHH:mm:ss.SSS+0000``."""
-    if value in (None, ""):
-        return None
-    moment: datetime | None = None
-    if isinstance(value, datetime):
-        moment = value
-    elif isinstance(value, str):
-        try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-        except ValueError:
-            moment = None
-    if moment is None:
-        problems.append(f"send_at must be a datetime or an ISO 8601 date-time, got {value!r}")
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
-    if moment > now + timedelta(days=MAX_SCHEDULE_DAYS):
-        problems.append(f"send_at must be at most {MAX_SCHEDULE_DAYS} days ahead, got {moment.isoformat()}")
-    elif moment < now:
-        warnings.append("send_at is in the past: Infobip sends at once")
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
-
-
-def parse_sending_speed_limit(value: Any, problems: list[str]) -> dict[str, Any] | None:
-    """Messages per minute (int) or ``{"amount": n, "timeUnit": MINUTE|HOUR|DAY}``."""
-    if value in (None, "", {}, 0):
-        return None
-    if isinstance(value, Mapping):
-        amount, unit = value.get("amount"), str(value.get("timeUnit", "MINUTE")).upper()
-    else:
-        amount, unit = value, "MINUTE"
-    if isinstance(amount, str) and amount.strip().isdigit():
-        amount = int(amount)
-    if isinstance(amount, bool) or not isinstance(amount, int) or amount < 1 or unit not in SPEED_UNITS:
-        problems.append(
-            "sending_speed_limit must be messages per minute or {'amount': n, 'timeUnit': MINUTE|HOUR|DAY}, "
-            f"got {value!r}"
-        )
-        return None
-    return {"amount": amount, "timeUnit": unit}
-
-
-def _int_or_none(value: Any, name: str, problems: list[str]) -> int | None:
-    if value in (None, ""):
-        return None
-    try:
-        if isinstance(value, bool):
-            raise ValueError
-        return int(str(value).strip())
-    except ValueError:
-        problems.append(f"{name} must be a whole number, got {value!r}")
-        return None
-
-
-def _choice(value: Any, name: str, choices: Sequence[str], problems: list[str]) -> str | None:
-    text = as_text(value)
-    if text is None:
-        return None
-    if text.upper() not in choices:
-        problems.append(f"{name} must be one of {', '.join(choices)}, got {value!r}")
-        return None
-    return text.upper()
-
-
-def _flag(value: Any, name: str, problems: list[str]) -> bool | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("true", "1", "yes", "on"):
-        return True
-    if word in ("false", "0", "no", "off"):
-        return False
-    problems.append(f"{name} must be true or false, got {value!r}")
-    return None
-
-
-def _max_len(value: str | None, name: str, limit: int, problems: list[str]) -> None:
-    if value is not None and len(value) > limit:
-        problems.append(f"{name} must have at most {limit} characters, got {len(value)}")
-
-
 def _message_options(
     problems: list[str],
     warnings: list[str],
@@ -506,15 +312,7 @@ def _message_options(
 ) -> dict[str, Any]:
     """A message's ``options``: platform ids, validity, delivery window, campaign, flash."""
     options: dict[str, Any] = {}
-    platform = {}
-    for key, value, name in (
-        ("entityId", entity_id, "entity_id"),
-        ("applicationId", application_id, "application_id"),
-    ):
-        text = as_text(value)
-        _max_len(text, name, MAX_PLATFORM_ID, problems)
-        if text:
-            platform[key] = text
+    platform = platform_options(entity_id, application_id, problems)
     if platform:
         options["platform"] = platform
     validity = parse_validity_period(validity_period, problems, warnings)
@@ -524,10 +322,10 @@ def _message_options(
     if window:
         options["deliveryTimeWindow"] = window
     campaign = as_text(campaign_reference_id)
-    _max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
+    max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
     if campaign:
         options["campaignReferenceId"] = campaign
-    is_flash = _flag(flash, "flash", problems)
+    is_flash = flag(flash, "flash", problems)
     if is_flash is not None:
         options["flash"] = is_flash
     return options
@@ -553,8 +351,8 @@ def _regional_options(
         regional["indiaDlt"] = {"principalEntityId": principal}
         if template:
             regional["indiaDlt"]["contentTemplateId"] = template
-    brand = _int_or_none(turkey_iys_brand_code, "turkey_iys_brand_code", problems)
-    recipient_type = _choice(
+    brand = whole_number(turkey_iys_brand_code, "turkey_iys_brand_code", problems)
+    recipient_type = choice(
         turkey_iys_recipient_type, "turkey_iys_recipient_type", IYS_RECIPIENT_TYPES, problems
     )
     if brand is not None and recipient_type is None and as_text(turkey_iys_recipient_type) is None:
@@ -563,9 +361,9 @@ def _regional_options(
         regional["turkeyIys"] = {"recipientType": recipient_type}
         if brand is not None:
             regional["turkeyIys"]["brandCode"] = brand
-    reseller = _int_or_none(south_korea_reseller_code, "south_korea_reseller_code", problems)
+    reseller = whole_number(south_korea_reseller_code, "south_korea_reseller_code", problems)
     title = as_text(south_korea_title)
-    _max_len(title, "south_korea_title", MAX_KOREA_TITLE, problems)
+    max_len(title, "south_korea_title", MAX_KOREA_TITLE, problems)
     korea: dict[str, Any] = {}
     if reseller is not None:
         korea["resellerCode"] = reseller
@@ -588,7 +386,7 @@ def _webhook_options(
     url = as_text(notify_url)
     if url is not None and not re.fullmatch(r"https?://\S+", url):
         problems.append(f"notify_url must be an http(s) URL, got {url!r}")
-    intermediate = _flag(intermediate_report, "intermediate_report", problems)
+    intermediate = flag(intermediate_report, "intermediate_report", problems)
     delivery: dict[str, Any] = {}
     if url:
         delivery["url"] = url
@@ -604,7 +402,7 @@ def _webhook_options(
     if content_type or url:
         webhooks["contentType"] = content_type or "application/json"
     data = None if callback_data is None else str(callback_data)
-    _max_len(data, "callback_data", MAX_CALLBACK_DATA, problems)
+    max_len(data, "callback_data", MAX_CALLBACK_DATA, problems)
     if data:
         webhooks["callbackData"] = data
     return webhooks
@@ -625,9 +423,9 @@ def _tracking_options(
         ("trackClicks", track_clicks, "track_clicks"),
         ("removeProtocol", remove_protocol, "remove_protocol"),
     ):
-        flag = _flag(value, name, problems)
-        if flag is not None:
-            tracking[key] = flag
+        given = flag(value, name, problems)
+        if given is not None:
+            tracking[key] = given
     for key, value in (("trackingUrl", tracking_url), ("customDomain", custom_domain)):
         text = as_text(value)
         if text:
@@ -721,10 +519,10 @@ class SmsOptions:
         if regional:
             options["regional"] = regional
         content: dict[str, Any] = {}
-        translit = _choice(transliteration, "transliteration", TRANSLITERATIONS, problems)
+        translit = choice(transliteration, "transliteration", TRANSLITERATIONS, problems)
         if translit:
             content["transliteration"] = translit
-        language = _choice(language_code, "language_code", LANGUAGE_CODES, problems)
+        language = choice(language_code, "language_code", LANGUAGE_CODES, problems)
         if language:
             content["language"] = {"languageCode": language}
         webhooks = _webhook_options(
@@ -740,7 +538,7 @@ class SmsOptions:
         tracking = _tracking_options(
             problems, shorten_url, track_clicks, remove_protocol, tracking_url, custom_domain
         )
-        count = _flag(include_sms_count, "include_sms_count", problems)
+        count = flag(include_sms_count, "include_sms_count", problems)
         if problems:
             raise SmsConfigError(f"{len(problems)} problem(s) with the SMS options: " + "; ".join(problems))
         return cls(
@@ -951,21 +749,13 @@ LOGS_HORIZON = 47 * 3600.0
 LOG_QUERY_IDS = 60
 
 
-class SmsChannel:
+class SmsChannel(ChannelBase):
     """SMS for the broadcast engine: requests of ``POST /sms/3/messages`` grouped by text, answers'
     status groups, and the lookup in ``GET /sms/3/logs``."""
 
     send_endpoint = "sms.send"
     logs_name = "GET /sms/3/logs"
     logs_horizon = LOGS_HORIZON
-
-    def __init__(self, hook: Any, options: SmsOptions) -> None:
-        self.hook = hook
-        self.options = options
-
-    @property
-    def deferral(self) -> tuple[str, ...]:
-        return self.options.deferral
 
     def batches(self, recipients: Sequence[Recipient], size: int) -> list[list[Group]]:
         return plan_batches(recipients, size)

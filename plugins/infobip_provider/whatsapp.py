@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infobip_provider.errors import InfobipConfigError
+from infobip_provider.options import ChannelBase, cell_text, flag, platform_options
 from infobip_provider.sms import MessageTemplate, TemplateError
 from infobip_provider.values import BadValue, as_literal, as_text
 
@@ -34,7 +35,6 @@ MAX_SENDER = 24
 MAX_CALLBACK_DATA = 4000
 MAX_NOTIFY_URL = 2048
 MAX_TEXT = 4096
-MAX_PLATFORM_ID = 255
 MODES = ("template", "text")
 TEMPLATE_NAME = re.compile(r"[a-z0-9_]{1,512}")
 LANGUAGE = re.compile(r"[a-z]{2,3}(?:_[A-Za-z]{2,4})?")
@@ -43,20 +43,6 @@ SENDER = re.compile(r"\+?[0-9]{3,24}")
 
 class WhatsAppConfigError(InfobipConfigError):
     """A WhatsApp option or the placeholders are unusable; found before anything is sent."""
-
-
-def _flag(value: Any, name: str, problems: list[str]) -> bool | None:
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        return value
-    word = str(value).strip().lower()
-    if word in ("true", "1", "yes", "on"):
-        return True
-    if word in ("false", "0", "no", "off"):
-        return False
-    problems.append(f"{name} must be true or false, got {value!r}")
-    return None
 
 
 def _literal(value: Any, name: str, kind: type, problems: list[str]) -> Any:
@@ -173,24 +159,16 @@ class WhatsAppOptions:
             ("trackClicks", track_clicks, "track_clicks"),
             ("removeProtocol", remove_protocol, "remove_protocol"),
         ):
-            flag = _flag(value, label, problems)
-            if flag is not None:
-                url_options[key] = flag
+            given = flag(value, label, problems)
+            if given is not None:
+                url_options[key] = given
         for key, value in (("trackingUrl", tracking_url), ("customDomain", custom_domain)):
             if as_text(value):
                 url_options[key] = as_text(value)
         if url_options:
             url_options.setdefault("shortenUrl", True)
             fields["urlOptions"] = url_options
-        for key, value, label in (
-            ("entityId", entity_id, "entity_id"),
-            ("applicationId", application_id, "application_id"),
-        ):
-            value_text = as_text(value)
-            if value_text and len(value_text) > MAX_PLATFORM_ID:
-                problems.append(f"{label} must have at most {MAX_PLATFORM_ID} characters")
-            elif value_text:
-                fields[key] = value_text
+        fields.update(platform_options(entity_id, application_id, problems))
         fail_sender, fail_text = as_text(failover_sender), None
         if (fail_sender is None) != (as_text(failover_text) is None):
             problems.append("an SMS failover needs both failover_sender and failover_text")
@@ -246,12 +224,6 @@ class WhatsAppOptions:
 WHATSAPP_OPTION_NAMES = tuple(inspect.signature(WhatsAppOptions.from_args).parameters)
 
 
-def _as_text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and value != value):
-        return ""
-    return str(value)
-
-
 def template_values(
     columns: Sequence[str], values: Mapping[str, Sequence[Any]], rows: int
 ) -> tuple[list[tuple[str, ...] | None], list[str | None]]:
@@ -261,7 +233,7 @@ def template_values(
     reasons: list[str | None] = []
     lists = [values[c] for c in columns]
     for i in range(rows):
-        row = tuple(_as_text(v[i]).strip() for v in lists)
+        row = tuple(cell_text(v[i]).strip() for v in lists)
         empty = [n for n, v in enumerate(row, 1) if not v]
         out.append(None if empty else row)
         reasons.append(empty_reason(empty[0], columns[empty[0] - 1]) if empty else None)
@@ -369,18 +341,16 @@ def render_preview(recipient: WhatsAppRecipient, options: WhatsAppOptions) -> di
 
 
 # ------------------------------------------------------------------------------------------ channel
-class WhatsAppChannel:
+class WhatsAppChannel(ChannelBase):
     """WhatsApp for the broadcast engine. There are no logs to reconcile against (``has_logs`` False):
     an unanswered batch is never resent blindly; the engine applies ``on_unconfirmed``."""
 
     logs_name = "WhatsApp (no logs endpoint: reports are only pushed to notifyUrl)"
     logs_horizon = 0.0
     has_logs = False
-    deferral: tuple[str, ...] = ()
 
     def __init__(self, hook: Any, options: WhatsAppOptions) -> None:
-        self.hook = hook
-        self.options = options
+        super().__init__(hook, options)
         self.send_endpoint = options.send_endpoint
 
     def batches(self, recipients: Sequence[WhatsAppRecipient], size: int) -> list[list[WhatsAppRecipient]]:
