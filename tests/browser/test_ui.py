@@ -17,7 +17,7 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import pytest
 
-from tests.browser.conftest import DAG_IDS, ROOT, SCALE, AirflowUI, Steps
+from tests.browser.conftest import DAG_IDS, ROOT, SCALE, UI_TIMEOUT_MS, AirflowUI, Steps
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -40,8 +40,10 @@ RUNS: dict[str, str] = {}
 
 
 def expect(target: Any) -> Any:
+    """Playwright's expect, waiting as long as the pages may take on two cores (its default is 5 s)."""
     from playwright.sync_api import expect as playwright_expect
 
+    playwright_expect.set_options(timeout=UI_TIMEOUT_MS)
     return playwright_expect(target)
 
 
