@@ -510,6 +510,29 @@ class BroadcastRun:
             return
 
 
+def _outcome(
+    run: BroadcastRun, recipients: Sequence[Any], already: int, rejects_uri: str | None, not_used: int
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """A finished send's summary fields, and the counts kept in the broadcast's history."""
+    result: dict[str, Any] = {
+        "sent": sum(1 for r in recipients if r.message_id in run.ledger.sent),
+        "sent_this_try": run.sent_now,
+        "already_sent": already,
+        "reconciled": run.ledger.reconciled,
+        "resent_after_lost_answer": run.resent,
+        "rejected": int(run.ledger.statuses.get("REJECTED", 0)),
+        "statuses": dict(sorted(run.ledger.statuses.items())),
+        "rejects_uri": rejects_uri,
+    }
+    counts = {"sent": run.sent_now, "rejected": result["rejected"], "not_used": not_used}
+    if not run.has_logs:
+        wanted = {r.message_id for r in recipients}
+        result["unconfirmed"] = counts["unconfirmed"] = len(
+            (run.ledger.unconfirmed | run.ledger.open_ids) & wanted
+        )
+    return result, counts
+
+
 class BroadcastOperator(CohortOperator):
     """Base of the broadcast operators: the bulk id, the ledger's target and lock, sending through
     :class:`BroadcastRun` on the operator's channel, and the run's end.
@@ -656,22 +679,7 @@ class BroadcastOperator(CohortOperator):
                     "complete": not run.ledger.open,
                 },
             )
-        ours = sum(1 for r in recipients if r.message_id in run.ledger.sent)
-        result: dict[str, Any] = {
-            "sent": ours,
-            "sent_this_try": run.sent_now,
-            "already_sent": already,
-            "reconciled": run.ledger.reconciled,
-            "resent_after_lost_answer": run.resent,
-            "rejected": int(run.ledger.statuses.get("REJECTED", 0)),
-            "statuses": dict(sorted(run.ledger.statuses.items())),
-            "rejects_uri": rejects_uri,
-        }
-        counts = {"sent": run.sent_now, "rejected": result["rejected"], "not_used": len(prepared.rejects)}
-        if not run.has_logs:
-            wanted = {r.message_id for r in recipients}
-            result["unconfirmed"] = len((run.ledger.unconfirmed | run.ledger.open_ids) & wanted)
-            counts["unconfirmed"] = result["unconfirmed"]
+        result, counts = _outcome(run, recipients, already, rejects_uri, len(prepared.rejects))
         self.finish(context, target, bulk_id, result, counts=counts, size=len(run.ledger.sent), dry_run=False)
         if not run.has_logs and run.ledger.open:
             raise run.unconfirmed_error()
