@@ -52,7 +52,13 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = ROOT / "test-artifacts" / "browser"
 SCALE = 0.01
-DAG_IDS = ("infobip_cohort_to_list", "infobip_people_import", "infobip_sms_broadcast")
+DAG_IDS = (
+    "infobip_cohort_to_list",
+    "infobip_people_import",
+    "infobip_sms_broadcast",
+    "infobip_email_broadcast",
+    "infobip_whatsapp_broadcast",
+)
 AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 STARTUP_TIMEOUT = 240.0
 UI_TIMEOUT_MS = 60_000  # Airflow's pages take seconds on two cores: every wait is on a selector
