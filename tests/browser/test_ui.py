@@ -134,7 +134,7 @@ def test_add_the_infobip_connection_with_only_base_url_and_api_key(airflow_ui: A
     assert extra.get("cooldown_backend") in (None, "auto"), extra
     assert all(extra.get(name) in (None, "") for name in ("application_id", "entity_id", "sender")), extra
 
-    # Issue 14 item 5: the edit dialog of a connection saved from the form shows every extra field,
+    # The edit dialog of a connection saved from the form shows every extra field,
     # so a sender or the sandbox settings can be added later without the raw JSON box.
     row = page.get_by_role("row").filter(has_text="infobip_default")
     row.get_by_role("button", name="Edit Connection").click()

@@ -1,4 +1,4 @@
-"""People export against the sandbox, into SQLite and PostgreSQL: the acceptance of issue 17."""
+"""People export against the sandbox, into SQLite and PostgreSQL: first run, 1 % changed, paging ties."""
 
 from __future__ import annotations
 
