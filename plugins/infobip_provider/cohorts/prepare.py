@@ -111,7 +111,8 @@ class PreparedCohort:
         ]
         if stats["duplicates"]:
             parts.append(f"{stats['duplicates']} repeating an earlier row's {self.key.replace('_', ' ')}")
-        return f"{head}, {not_used} rows not used: {', '.join(parts)}"
+        rows_word = "row" if not_used == 1 else "rows"
+        return f"{head}, {not_used} {rows_word} not used: {', '.join(parts)}"
 
     def check_reject_ratio(self, max_reject_ratio: float | None, log: Any = None) -> None:
         """Log :meth:`describe` (a warning when rows were invalid or nobody is left), and fail when the

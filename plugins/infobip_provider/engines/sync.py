@@ -186,7 +186,14 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         counts, line = self.describe(name, plan, snapshot)
         calls = self.calls(plan, batch_size)
         bound = round(max([(n - 1) * self.hook.interval(e) for e, n in calls.items() if n] or [0.0]), 3)
-        self.log.info("%s; %d requests, at least %.0f s at Infobip's pace", line, sum(calls.values()), bound)
+        requests = sum(calls.values())
+        self.log.info(
+            "%s; %d %s, at least %.0f s at Infobip's pace",
+            line,
+            requests,
+            "request" if requests == 1 else "requests",
+            bound,
+        )
         summary: dict[str, Any] = {
             "dry_run": dry_run,
             "cohort": prepared.stats,
