@@ -356,6 +356,9 @@ def test_value_rejects_count_towards_max_reject_ratio(fake, tmp_path):
     with pytest.raises(AirflowFailException, match="max_reject_ratio"):
         run(write_cohort(tmp_path / "c.csv", rows), max_reject_ratio=0.25)
     assert FakeHook.log == []
+    # the message says "see the rejects file": it is there, with both rows and why
+    (rejects,) = tmp_path.rglob("rejects/*.csv")
+    assert pd.read_csv(rejects)["reason"].str.contains("firstName").sum() == 2
 
 
 @pytest.mark.parametrize(

@@ -89,6 +89,9 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         """Read the cohort: the prepared cohort, the flow's work, and every row not used."""
         raise NotImplementedError
 
+    def check_work(self, prepared: PreparedCohort, work: W) -> None:
+        """Fail on the flow's own bad rows once the rejects file is written (default: nothing to check)."""
+
     def plan(self, work: W, snapshot: S) -> P:
         raise NotImplementedError
 
@@ -181,6 +184,7 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         snapshot = self.resume(target, dry_run)
         prepared, work, rejects = self.prepare(context)
         rejects_uri = self.report_rejects(context, target, prepared, rejects)
+        self.check_work(prepared, work)
         plan = self.plan(work, snapshot)
         check_removal_guard(self.removals(plan), self.confirmed(snapshot), max_removal_ratio, self.what(name))
         counts, line = self.describe(name, plan, snapshot)

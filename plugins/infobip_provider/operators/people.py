@@ -236,7 +236,6 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
             built = build_people(prepared.members, mapping)
         except FieldMapError as exc:
             raise AirflowFailException(str(exc)) from None
-        self._check_value_rejects(prepared, built)
         if built.rejected_rows:
             self.log.warning(
                 "%d more rows not used: a value Infobip would refuse (see the rejects)", built.rejected_rows
@@ -250,7 +249,7 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
         self._shared_phones = built.shared_phones
         return prepared, built, _all_rejects(prepared.rejects, built)
 
-    def _check_value_rejects(self, prepared: Any, built: BuiltPeople) -> None:
+    def check_work(self, prepared: PreparedCohort, built: BuiltPeople) -> None:
         """Rows held back for a bad value count towards ``max_reject_ratio`` with the identity rejects."""
         if self.max_reject_ratio is None or not built.rejects:
             return
