@@ -426,3 +426,19 @@ def test_template_fields_and_a_tag_named_after_the_dag_and_task():
     with DAG("audience_export", schedule=None):
         op = PeopleImportOperator(task_id="vip_people", tag="  ")
     assert op.tag_name() == "audience_export.vip_people"
+
+
+def test_a_404_on_an_upsert_fails_the_task_instead_of_tagging_everyone_again(fake, tmp_path, monkeypatch):
+    """Only a 404 from the tag's own endpoints means the tag vanished; any other 404 is an error."""
+    run(write_cohort(tmp_path / "c.csv", people(3)))
+    FakeHook.log.clear()
+
+    def not_found(self, persons):
+        raise InfobipNotFoundError("people upsert: 404 not found", status=404)
+
+    monkeypatch.setattr(FakeHook, "upsert_people", not_found)
+    rows = people(3)
+    rows[0]["first_name"] = "Changed"
+    with pytest.raises(InfobipNotFoundError):
+        run(write_cohort(tmp_path / "c.csv", rows))
+    assert calls("tags.create") == [] and calls("tags.add") == []

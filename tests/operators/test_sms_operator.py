@@ -708,3 +708,12 @@ def test_empty_delivery_time_window_text_means_none(fake, tmp_path):
     cohort = write_cohort(tmp_path / "c.csv", 3)
     run(make(fake, cohort, delivery_time_window="  "))
     assert "deliveryTimeWindow" not in (fake.bodies[0]["messages"][0].get("options") or {})
+
+
+@pytest.mark.parametrize("given", [None, "", "None"], ids=["none", "blank", "rendered-none"])
+def test_an_empty_sender_param_takes_the_connections_sender(fake, tmp_path, given):
+    """A DAG rendered as text turns an empty param into "None": the connection's sender still applies."""
+    op = make(fake, "unused.csv", sender=given, entity_id="None")
+    options = op._options()
+    assert options.sender == "InfoSMS"
+    assert options.message_options["platform"] == {"applicationId": "app-conn"}

@@ -599,7 +599,7 @@ class BroadcastOperator(CohortOperator):
         given = {name: getattr(self, name) for name in self.option_names}
         defaults = self.hook.defaults
         for name in self.connection_defaults:
-            given[name] = blank_to_none(given.get(name)) or defaults.get(name)
+            given[name] = as_text(given.get(name)) or defaults.get(name)
         if "callback_data" in given:
             given["callback_data"] = blank_to_none(given["callback_data"])
         return given
@@ -679,17 +679,20 @@ class BroadcastOperator(CohortOperator):
                     "complete": not run.ledger.open,
                 },
             )
-        result, counts = _outcome(run, recipients, already, rejects_uri, len(prepared.rejects))
-        self.finish(context, target, bulk_id, result, counts=counts, size=len(run.ledger.sent), dry_run=False)
+            result, counts = _outcome(run, recipients, already, rejects_uri, len(prepared.rejects))
+            # inside the lock: the history line is appended by one run at a time
+            self.finish(
+                context, target, bulk_id, result, counts=counts, size=len(run.ledger.sent), dry_run=False
+            )
         if not run.has_logs and run.ledger.open:
             raise run.unconfirmed_error()
         return run, result
 
     def log_outcome(self, summary: dict[str, Any], recipients: int, extra: str = "") -> None:
         """The broadcast's outcome in one log line (``extra``: the channel's own counts)."""
-        how = [f"{summary['sent_this_try']} by this try", f"{summary['already_sent']} by earlier tries"]
+        how = [f"{summary['sent_this_try']} by this try", f"{summary['already_sent']} before it"]
         if summary.get("reconciled"):
-            how.append(f"{summary['reconciled']} found in Infobip's logs")
+            how.append(f"{summary['reconciled']} of them confirmed from Infobip's logs")
         line = f"Broadcast {summary['bulk_id']}: {summary['sent']} of {recipients} recipients sent ({', '.join(how)})"
         if summary.get("unconfirmed"):
             line += f", {summary['unconfirmed']} unconfirmed"
@@ -787,7 +790,7 @@ class PhoneBroadcastOperator(BroadcastOperator):
             context,
             IdentityColumns(email=None, phone=self.phone_column, country=as_text(self.country_column)),
             key="phone",
-            default_region=blank_to_none(self.default_region),
+            default_region=as_text(self.default_region),
         )
         prepared.check_reject_ratio(self.max_reject_ratio, self.log)
         return prepared
@@ -800,7 +803,7 @@ class PhoneBroadcastOperator(BroadcastOperator):
         """The test recipients as E.164 numbers."""
         from infobip_provider.cohorts import normalize_phone
 
-        region = blank_to_none(self.default_region)
+        region = as_text(self.default_region)
         try:
             return self.test_addresses(
                 lambda v: normalize_phone(v, region), "valid phone numbers (use E.164, e.g. +41793026727)"

@@ -251,6 +251,8 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
             self.write_snapshot(target, snapshot)
             target.clear_journal()
             plan = self.plan(work, snapshot)
+            refused, tally = tally.refused, Tally()  # count what the new target got, not the vanished one
+            tally.refuse(refused)
             snapshot = self.apply(target, facts, snapshot, plan, batch_size, run, tally)
             recreated = True
         if tally.refused:

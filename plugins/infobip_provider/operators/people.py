@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -143,9 +144,9 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
 
     @property
     def missing_errors(self) -> tuple[type[Exception], ...]:  # type: ignore[override]
-        from infobip_provider.errors import InfobipListNotFoundError, InfobipNotFoundError
+        from infobip_provider.errors import InfobipListNotFoundError
 
-        return (InfobipNotFoundError, InfobipListNotFoundError)
+        return (InfobipListNotFoundError,)  # raised by the tag lanes when the tag vanished
 
     # ---------------------------------------------------------------------- args
     def target_name(self) -> str:
@@ -341,12 +342,14 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
             feed.put([r for r in refs if r in plan.tag_after_upsert and r not in refused])
 
         def add_tag(refs: list[str]) -> dict[str, str]:
-            hook.tag_people(tag, [tag_query(r) for r in refs])
+            with tag_vanished(tag):
+                hook.tag_people(tag, [tag_query(r) for r in refs])
             tally.add("tagged", len(refs))
             return {}
 
         def remove_tag(refs: list[str]) -> dict[str, str]:
-            hook.untag_people(tag, [tag_query(r) for r in refs])
+            with tag_vanished(tag):
+                hook.untag_people(tag, [tag_query(r) for r in refs])
             tally.add("untagged", len(refs))
             return {}
 
@@ -392,6 +395,21 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
 
     def refused_frame(self, refused: dict[str, str]) -> pd.DataFrame:
         return _refused_frame(refused)
+
+
+@contextlib.contextmanager
+def tag_vanished(tag: str) -> Iterator[None]:
+    """A 404 from a tag's people endpoint means the tag no longer exists (Infobip answers a plain 404
+    there): say so with the error the sync engine starts the target afresh on. A 404 anywhere else
+    (an upsert, a wrong base URL) stays what it is and fails the task."""
+    from infobip_provider.errors import InfobipListNotFoundError, InfobipNotFoundError
+
+    try:
+        yield
+    except InfobipNotFoundError as exc:
+        raise InfobipListNotFoundError(
+            f"the tag {tag!r} no longer exists in Infobip ({exc})", status=exc.status
+        ) from exc
 
 
 def _upsert_reason(error: dict[str, Any]) -> str:
