@@ -33,15 +33,12 @@ from infobip_provider.cohorts.identities import normalize_email
 from infobip_provider.errors import InfobipConfigError
 from infobip_provider.options import (
     MAX_CALLBACK_DATA,
-    MAX_CAMPAIGN_REFERENCE,
     ChannelBase,
     cell_text,
     flag,
     max_len,
-    parse_delivery_time_window,
+    message_options,
     parse_send_at,
-    parse_validity_period,
-    platform_options,
 )
 from infobip_provider.sms import FIELD_NAME, TOKEN, answer_statuses
 from infobip_provider.values import BadValue, as_literal, as_text
@@ -215,20 +212,15 @@ class EmailOptions:
         reply = as_text(reply_to)
         if reply is not None and normalize_email(reply) is None:
             problems.append(f"reply_to must be an email address, got {reply!r}")
-        options: dict[str, Any] = {}
-        platform = platform_options(entity_id, application_id, problems)
-        if platform:
-            options["platform"] = platform
-        validity = parse_validity_period(validity_period, problems, warnings)
-        if validity:
-            options["validityPeriod"] = validity
-        window = parse_delivery_time_window(delivery_time_window, problems)
-        if window:
-            options["deliveryTimeWindow"] = window
-        campaign = as_text(campaign_reference_id)
-        max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
-        if campaign:
-            options["campaignReferenceId"] = campaign
+        options = message_options(
+            problems,
+            warnings,
+            entity_id=entity_id,
+            application_id=application_id,
+            validity_period=validity_period,
+            delivery_time_window=delivery_time_window,
+            campaign_reference_id=campaign_reference_id,
+        )
         webhooks = _webhooks(problems, notify_url, intermediate_report, callback_data)
         schedule: dict[str, Any] = {}
         when = parse_send_at(send_at, now, problems, warnings)

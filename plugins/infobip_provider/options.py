@@ -229,6 +229,35 @@ def platform_options(entity_id: Any, application_id: Any, problems: list[str]) -
     return platform
 
 
+def message_options(
+    problems: list[str],
+    warnings: list[str],
+    *,
+    entity_id: Any,
+    application_id: Any,
+    validity_period: Any,
+    delivery_time_window: Any,
+    campaign_reference_id: Any,
+) -> dict[str, Any]:
+    """A message's ``options`` every channel with them shares: platform ids, validity period,
+    delivery time window, campaign reference id."""
+    options: dict[str, Any] = {}
+    platform = platform_options(entity_id, application_id, problems)
+    if platform:
+        options["platform"] = platform
+    validity = parse_validity_period(validity_period, problems, warnings)
+    if validity:
+        options["validityPeriod"] = validity
+    window = parse_delivery_time_window(delivery_time_window, problems)
+    if window:
+        options["deliveryTimeWindow"] = window
+    campaign = as_text(campaign_reference_id)
+    max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
+    if campaign:
+        options["campaignReferenceId"] = campaign
+    return options
+
+
 def cell_text(value: Any) -> str:
     """A cohort cell as the text a message shows: empty for a missing value (None or NaN)."""
     if value is None or (isinstance(value, float) and value != value):

@@ -35,17 +35,14 @@ from typing import Any
 from infobip_provider.errors import InfobipConfigError
 from infobip_provider.options import (
     MAX_CALLBACK_DATA,
-    MAX_CAMPAIGN_REFERENCE,
     ChannelBase,
     cell_text,
     choice,
     flag,
     max_len,
-    parse_delivery_time_window,
+    message_options,
     parse_send_at,
     parse_sending_speed_limit,
-    parse_validity_period,
-    platform_options,
     whole_number,
 )
 from infobip_provider.values import as_text
@@ -299,38 +296,6 @@ def check_sender(sender: Any) -> str:
 
 
 # ------------------------------------------------------------------------------------------ options
-def _message_options(
-    problems: list[str],
-    warnings: list[str],
-    *,
-    entity_id: Any,
-    application_id: Any,
-    validity_period: Any,
-    delivery_time_window: Any,
-    campaign_reference_id: Any,
-    flash: Any,
-) -> dict[str, Any]:
-    """A message's ``options``: platform ids, validity, delivery window, campaign, flash."""
-    options: dict[str, Any] = {}
-    platform = platform_options(entity_id, application_id, problems)
-    if platform:
-        options["platform"] = platform
-    validity = parse_validity_period(validity_period, problems, warnings)
-    if validity:
-        options["validityPeriod"] = validity
-    window = parse_delivery_time_window(delivery_time_window, problems)
-    if window:
-        options["deliveryTimeWindow"] = window
-    campaign = as_text(campaign_reference_id)
-    max_len(campaign, "campaign_reference_id", MAX_CAMPAIGN_REFERENCE, problems)
-    if campaign:
-        options["campaignReferenceId"] = campaign
-    is_flash = flag(flash, "flash", problems)
-    if is_flash is not None:
-        options["flash"] = is_flash
-    return options
-
-
 def _regional_options(
     problems: list[str],
     *,
@@ -497,7 +462,7 @@ class SmsOptions:
                 checked_sender = check_sender(sender)
             except SmsConfigError as exc:
                 problems.append(str(exc))
-        options = _message_options(
+        options = message_options(
             problems,
             warnings,
             entity_id=entity_id,
@@ -505,8 +470,10 @@ class SmsOptions:
             validity_period=validity_period,
             delivery_time_window=delivery_time_window,
             campaign_reference_id=campaign_reference_id,
-            flash=flash,
         )
+        is_flash = flag(flash, "flash", problems)
+        if is_flash is not None:
+            options["flash"] = is_flash
         regional = _regional_options(
             problems,
             india_dlt_principal_entity_id=india_dlt_principal_entity_id,

@@ -730,18 +730,9 @@ class InfobipHook(BaseHook):
         Infobip pages logs only when asked with ``useCursor=true``; each answer's ``cursor.nextCursor``
         then names the next page, until it is absent. Items name the recipient ``destination``.
         """
-        base = [*_filters(bulk_id, message_ids, limit), ("useCursor", "true")]
-        results: list[dict[str, Any]] = []
-        cursor: str | None = None
-        while True:
-            params = base + ([("cursor", cursor)] if cursor else [])
-            body = self._call(
-                "sms.logs", "GET", "/sms/3/logs", what="SMS logs", idempotent=True, params=params
-            )
-            results.extend((body or {}).get("results") or [])
-            cursor = ((body or {}).get("cursor") or {}).get("nextCursor")
-            if not cursor:
-                return results
+        return self._cursor_pages(
+            "sms.logs", "/sms/3/logs", "SMS logs", _filters(bulk_id, message_ids, limit)
+        )
 
     def sms_reports(self, *, bulk_id: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         """``GET /sms/3/reports``: delivery reports, each handed out once, so asked again while a full page
@@ -785,14 +776,19 @@ class InfobipHook(BaseHook):
     ) -> list[dict[str, Any]]:
         """``GET /email/4/logs`` filtered by bulk and message ids, every page (``useCursor=true``, then
         ``cursor.nextCursor`` until it is absent), as the SMS logs."""
-        base = [*_filters(bulk_id, message_ids, limit), ("useCursor", "true")]
+        return self._cursor_pages(
+            "email.logs", "/email/4/logs", "email logs", _filters(bulk_id, message_ids, limit)
+        )
+
+    def _cursor_pages(self, endpoint: str, path: str, what: str, filters: list[Any]) -> list[dict[str, Any]]:
+        """Every page of a logs endpoint: asked with ``useCursor=true``, then ``cursor.nextCursor`` of
+        each answer until it is absent (Infobip pages logs only when asked so)."""
+        base = [*filters, ("useCursor", "true")]
         results: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
             params = base + ([("cursor", cursor)] if cursor else [])
-            body = self._call(
-                "email.logs", "GET", "/email/4/logs", what="email logs", idempotent=True, params=params
-            )
+            body = self._call(endpoint, "GET", path, what=what, idempotent=True, params=params)
             results.extend((body or {}).get("results") or [])
             cursor = ((body or {}).get("cursor") or {}).get("nextCursor")
             if not cursor:
