@@ -15,7 +15,6 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.operators.lists import CohortToListOperator
-from infobip_provider.sandbox.testing import SandboxProcess
 from infobip_provider.state import TargetLockedError
 from tests.conftest import ROOT
 from tests.integration.conftest import list_members, run_operator, total_429
@@ -152,26 +151,11 @@ def test_sql_cohort_on_sqlite(sandbox, infobip_conn, tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(tmp_path):
-    """Ten SIGKILLs mid-sync, then a resume: the list equals the cohort, no acknowledged id is resent.
-
-    Its own sandbox at a slower pace (list add every 0.5 s): each trial starts a process whose imports
-    share the two cores with the sandbox, whose arrival stamps may then lag by a few milliseconds; at
-    0.1 s per add the gate's margin over the sandbox's 2 % tolerance is 7 ms, at 0.5 s it is 23 ms.
-    """
-    with SandboxProcess(api_key="kill-key", cooldown_scale=KILL_SCALE) as sandbox:
-        state = tmp_path / "state"
-        conn = sandbox.conn_json(cooldown_scale=KILL_SCALE, cooldown_backend="file", state_uri=str(state))
-        _kill_and_resume(sandbox, state, conn, tmp_path)
-
-
-KILL_SCALE = 0.05
-
-
-def _kill_and_resume(sandbox, state, conn: str, tmp_path) -> None:
+def test_sigkill_at_random_moments_then_resume(sandbox, infobip_conn, tmp_path):
+    """Ten SIGKILLs mid-sync, then a resume: the list equals the cohort, no acknowledged id is resent."""
     cohort = emails(3000)
     path = write_cohort(tmp_path / "c.csv", cohort)
-    env = {**os.environ, "AIRFLOW_CONN_INFOBIP_DEFAULT": conn, "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"}
+    env = {**os.environ, **infobip_conn["env"], "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}"}
     command = [sys.executable, "-m", "tests.integration.list_sync_worker", path, "Killed", "manual__kill"]
     rng = random.Random(7)
     in_flight: set[str] = set()
@@ -183,12 +167,12 @@ def _kill_and_resume(sandbox, state, conn: str, tmp_path) -> None:
         process = subprocess.Popen(
             command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(1.5, 3.5))  # start-up takes ~1.5 s; each 100-id batch ~0.5 s
+        time.sleep(rng.uniform(1.5, 3.5))  # start-up takes ~1.5 s; each 100-id batch ~0.1 s
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
         process.wait()
-        in_flight |= unacknowledged_ids(state)
+        in_flight |= unacknowledged_ids(infobip_conn["state"])
     final = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stdout[-2000:]
     assert kills >= 5
