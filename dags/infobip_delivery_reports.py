@@ -1,11 +1,11 @@
-"""Collect SMS delivery reports and replies into warehouse tables every 15 minutes.
+"""Collect delivery reports and replies into warehouse tables every 15 minutes.
 
-``collect_reports`` pulls Infobip's delivery reports (each handed out once) into one row per message
-with its status, error, price and a bounce class (delivered, soft_bounce, hard_bounce, dropped,
-pending); ``collect_replies`` pulls inbound SMS into a table where opt-out words (STOP, UNSUBSCRIBE,
+``collect_reports`` pulls Infobip's SMS and email delivery reports (each handed out once) into one
+row per message with its status, error, price and a bounce class (delivered, soft_bounce,
+hard_bounce, spam_bounce, dropped, pending; Synerise's mapping for email); ``collect_replies`` pulls inbound SMS into a table where opt-out words (STOP, UNSUBSCRIBE,
 STOPALL, CANCEL, END, QUIT and the DAG's ``opt_out_keywords``) are marked. Every page is landed in
 the state store before it is inserted, and rows are upserted by message id: a killed task loses and
-duplicates nothing. Outputs: the Assets ``infobip://<account>/reports/sms`` and
+duplicates nothing. Outputs: the Assets ``infobip://<account>/reports/<channel>`` and
 ``infobip://<account>/replies/sms``.
 """
 
@@ -16,6 +16,7 @@ from datetime import timedelta
 import pendulum
 from airflow.sdk import Param, dag
 
+from infobip_provider.outcomes import CHANNELS as REPORT_CHANNELS
 from infobip_provider.transfers.reports_to_sql import InfobipRepliesToSqlOperator, InfobipReportsToSqlOperator
 
 DESTINATION = "Destination"
@@ -24,14 +25,14 @@ REPLIES = "Replies"
 
 @dag(
     dag_id="infobip_delivery_reports",
-    description="SMS delivery reports (with bounce classes) and replies (opt-outs marked) into warehouse tables",
+    description="Delivery reports (with bounce classes) and replies (opt-outs marked) into warehouse tables",
     schedule=timedelta(minutes=15),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,
     render_template_as_native_obj=True,
     default_args={"retries": 3, "retry_delay": timedelta(minutes=1)},
-    tags=["infobip", "sms", "reports"],
+    tags=["infobip", "sms", "email", "reports"],
     doc_md=__doc__,
     params={
         "warehouse_conn_id": Param(
@@ -48,6 +49,14 @@ REPLIES = "Replies"
             minLength=1,
             title="Reports table",
             description="One row per message: status, error, price, bounce class (created when missing).",
+            section=DESTINATION,
+        ),
+        "channels": Param(
+            ["sms", "email"],
+            type="array",
+            items={"type": "string", "enum": list(REPORT_CHANNELS)},
+            title="Report channels",
+            description="The channels whose delivery reports are collected.",
             section=DESTINATION,
         ),
         "replies_table": Param(
@@ -73,7 +82,7 @@ def infobip_delivery_reports():
         task_id="collect_reports",
         sql_conn_id="{{ params.warehouse_conn_id }}",
         table="{{ params.reports_table }}",
-        channels=["sms"],
+        channels="{{ params.channels }}",
     )
     InfobipRepliesToSqlOperator(
         task_id="collect_replies",

@@ -247,8 +247,8 @@ class ReportChannel:
 
     :param name: the channel's name in the table and the Asset (``sms``).
     :param bounce: its bounce-class rule.
-    :param pulled: True when its reports can be pulled now; email comes with the email channel,
-        WhatsApp only pushes its reports (the receiver is still to come).
+    :param pulled: True when Infobip hands its reports out on a pull endpoint (``GET /sms/3/reports``,
+        ``GET /email/4/reports``); WhatsApp's only arrive pushed, at the receiver.
     """
 
     name: str
@@ -258,7 +258,7 @@ class ReportChannel:
 
 CHANNELS: dict[str, ReportChannel] = {
     "sms": ReportChannel("sms", sms_bounce_class, pulled=True),
-    "email": ReportChannel("email", email_bounce_class, pulled=False),
+    "email": ReportChannel("email", email_bounce_class, pulled=True),
     "whatsapp": ReportChannel("whatsapp", sms_bounce_class, pulled=False),
 }
 

@@ -75,8 +75,58 @@ def send(sandbox: SandboxProcess, count: int) -> dict[str, str]:
     return expected
 
 
-def table_classes(warehouse) -> dict[str, str]:
-    rows = records(warehouse["conn_id"], f"SELECT message_id, bounce_class FROM {warehouse['reports']}")
+#: address prefix -> (sandbox outcome, expected bounce class by Synerise's mapping); others delivered.
+EMAIL_OUTCOMES = {
+    "bo-": ("bounced", "hard_bounce"),
+    "if-": ("inbox_full", "soft_bounce"),
+    "sb-": ("soft_bounce", "soft_bounce"),
+    "bs-": ("blocked_as_spam", "spam_bounce"),
+    "ib-": ("ip_blacklisted", "spam_bounce"),
+    "sd-": ("spam_detected", "spam_bounce"),
+    "su-": ("suppressed_bounce", "spam_bounce"),
+    "un-": ("suppressed_unsubscribe", "dropped"),
+    "ia-": ("invalid_address", "hard_bounce"),
+    "ue-": ("user_error", "hard_bounce"),
+    "oe-": ("operator_error", "hard_bounce"),
+    "rj-": ("rejected", "dropped"),
+    "ok-": ("delivered", "delivered"),
+}
+
+
+def send_email(sandbox: SandboxProcess, count: int) -> dict[str, str]:
+    """Send ``count`` emails spread over every outcome; message id -> expected bounce class."""
+    sandbox.set_email_outcomes({prefix: outcome for prefix, (outcome, _) in EMAIL_OUTCOMES.items()})
+    hook = InfobipHook()
+    expected: dict[str, str] = {}
+    prefixes = list(EMAIL_OUTCOMES)
+    batch = uuid.uuid4().hex[:8]
+    for start in range(0, count, 1000):
+        to = []
+        for i in range(start, min(count, start + 1000)):
+            prefix = prefixes[i % len(prefixes)]
+            message_id = f"e{batch}-{i}"
+            to.append({"destination": f"{prefix}{batch}{i}@example.com", "messageId": message_id})
+            expected[message_id] = EMAIL_OUTCOMES[prefix][1]
+        hook.send_email(
+            {
+                "messages": [
+                    {
+                        "sender": "Acme <news@acme.example>",
+                        "destinations": [{"to": to}],
+                        "content": {"subject": "Hi", "text": "Hello"},
+                        "webhooks": {"callbackData": "ecb"},
+                    }
+                ]
+            }
+        )
+    return expected
+
+
+def table_classes(warehouse, channel: str | None = None) -> dict[str, str]:
+    where = f" WHERE channel = '{channel}'" if channel else ""
+    rows = records(
+        warehouse["conn_id"], f"SELECT message_id, bounce_class FROM {warehouse['reports']}{where}"
+    )
     return {str(m): str(c) for m, c in rows}
 
 
@@ -224,8 +274,39 @@ def test_replies_mark_opt_outs(sandbox, infobip_conn, warehouse):
     assert run_operator(operator)["channels"]["sms"]["rows"] == 0  # handed out once
 
 
-def test_email_reports_are_not_collected_yet(infobip_conn, warehouse):
-    from airflow.sdk.exceptions import AirflowFailException
+def test_email_reports_land_once_with_synerise_bounce_classes(sandbox, infobip_conn, warehouse):
+    expected = send_email(sandbox, 1300)
+    sms = send(sandbox, 70)
+    assert _collect(warehouse, channels=["sms", "email"])["channels"]["email"]["rows"] == 0  # PENDING
+    time.sleep(DELAY + 0.1)
+    summary = _collect(warehouse, channels=["sms", "email"])["channels"]
+    assert summary["email"]["rows"] == 1300 and summary["email"]["pages"] == 2
+    assert summary["email"]["asset"].endswith("/reports/email")
+    assert summary["sms"]["rows"] == 70
+    assert table_classes(warehouse, "email") == expected
+    assert table_classes(warehouse, "sms") == sms
+    assert set(expected.values()) == {"delivered", "soft_bounce", "hard_bounce", "spam_bounce", "dropped"}
+    assert summary["email"]["by_class"]["spam_bounce"] == sum(
+        1 for c in expected.values() if c == "spam_bounce"
+    )
+    assert _collect(warehouse, channels=["email"])["channels"]["email"]["rows"] == 0  # handed out once
+    hard = next(m for m, c in expected.items() if c == "hard_bounce")
+    row = records(
+        warehouse["conn_id"],
+        f"SELECT channel, status_group, error_group, price, callback_data, source "
+        f"FROM {warehouse['reports']} WHERE message_id = '{hard}'",
+    )[0]
+    assert row[0] == "email" and row[1] == "UNDELIVERABLE" and row[3:] == (0.001, "ecb", "report")
 
-    with pytest.raises(AirflowFailException, match="comes with the email channel"):
-        _collect(warehouse, channels=["sms", "email"])
+
+def test_a_lost_email_answer_is_rebuilt_from_the_email_logs(sandbox, infobip_conn, warehouse):
+    expected = send_email(sandbox, 260)
+    time.sleep(DELAY + 0.1)
+    sandbox.inject_fault("email.reports", "commit_then_500")
+    from airflow.sdk.exceptions import AirflowException
+
+    with pytest.raises(AirflowException):
+        _collect(warehouse, channels=["email"])
+    assert table_classes(warehouse, "email") == expected
+    sources = records(warehouse["conn_id"], f"SELECT DISTINCT source FROM {warehouse['reports']}")
+    assert sources == [("logs",)]

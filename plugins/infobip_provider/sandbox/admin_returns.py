@@ -7,6 +7,8 @@
 - ``POST /_sandbox/sms/outcomes`` ``{"outcomes": {"prefix": "outcome"}}`` (``DELETE`` clears):
   SMS sent later to a destination with that prefix end in that outcome (``sms.OUTCOMES``: delivered,
   unknown_subscriber, absent_subscriber, operator_failure, barred, expired, rejected).
+- ``POST /_sandbox/email/outcomes`` ``{"outcomes": {"prefix": "outcome"}}`` (``DELETE`` clears):
+  emails sent later to an address with that prefix end in that outcome (``api_email.EMAIL_OUTCOMES``).
 - ``POST /_sandbox/people/generate`` ``{"count": N, "tags": [...], "prefix": "p"}``: N people made at
   once, without the People API's cooldowns (seeding large tests and benchmarks).
 - ``POST /_sandbox/people/modify`` ``{"ids": [...], "customAttributes": {...}}``: changes those
@@ -23,6 +25,7 @@ from fastapi.responses import JSONResponse
 
 from infobip_provider.sandbox import people as rules
 from infobip_provider.sandbox import sms
+from infobip_provider.sandbox.api_email import EMAIL_OUTCOMES
 from infobip_provider.sandbox.store import people_time
 from infobip_provider.sandbox.web import core_of, parse_json
 
@@ -100,6 +103,37 @@ async def clear_outcomes(request: Request) -> JSONResponse:
 
     def clear() -> JSONResponse:
         core.store.sms_outcomes.clear()
+        core.mark_dirty()
+        return JSONResponse({"outcomes": {}})
+
+    return await core.run(clear)
+
+
+@router.post("/email/outcomes")
+async def set_email_outcomes(request: Request) -> JSONResponse:
+    raw = await request.body()
+    return await core_of(request).run(lambda: _set_email_outcomes(request, raw))
+
+
+def _set_email_outcomes(request: Request, raw: bytes) -> JSONResponse:
+    core = core_of(request)
+    body = parse_json(raw, "legacy")
+    outcomes = body.get("outcomes") if isinstance(body, dict) else None
+    if not isinstance(outcomes, dict) or not all(
+        isinstance(p, str) and p and o in EMAIL_OUTCOMES for p, o in outcomes.items()
+    ):
+        return _bad("give {'outcomes': {prefix: outcome}} with outcomes among " + ", ".join(EMAIL_OUTCOMES))
+    core.store.email_outcomes.update({p.lower(): o for p, o in outcomes.items()})
+    core.mark_dirty()
+    return JSONResponse({"outcomes": core.store.email_outcomes})
+
+
+@router.delete("/email/outcomes")
+async def clear_email_outcomes(request: Request) -> JSONResponse:
+    core = core_of(request)
+
+    def clear() -> JSONResponse:
+        core.store.email_outcomes.clear()
         core.mark_dirty()
         return JSONResponse({"outcomes": {}})
 

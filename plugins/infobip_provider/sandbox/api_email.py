@@ -3,9 +3,10 @@
 
 A stored email is a dict with ``messageId``, ``bulkId``, ``destination``, ``sender``, ``subject`` or
 ``templateId``, ``placeholders`` (the JSON string as sent), ``sentAt`` and ``doneAt`` (epoch seconds),
-``callbackData``, ``platform``, ``campaignReferenceId`` and ``reported``. Its status comes from the
-clock: PENDING until ``doneAt``, then DELIVERED. A scheduled email is left out of the logs until it
-leaves, as Infobip may.
+``callbackData``, ``platform``, ``campaignReferenceId``, ``outcome`` and ``reported``. Its status comes
+from the clock: PENDING until ``doneAt``, then DELIVERED, or the final status and error of its
+``outcome`` (:data:`EMAIL_OUTCOMES`, given by address prefix through ``POST /_sandbox/email/outcomes``).
+A scheduled email is left out of the logs until it leaves, as Infobip may.
 """
 
 from __future__ import annotations
@@ -33,6 +34,40 @@ MAX_SUBJECT = 1000
 PRICE_PER_EMAIL = 0.001
 ADDRESS = re.compile(r"^[^@\s<>]+@[^@\s<>]+\.[A-Za-z]{2,}$")
 SENDER = re.compile(r"^\s*(?:[^<>]*<(?P<angle>[^<>\s]+)>|(?P<bare>[^<>\s]+))\s*$")
+
+
+def _error(group_id: int, group: str, error_id: int, name: str, permanent: bool) -> dict[str, Any]:
+    return {
+        "groupId": group_id,
+        "groupName": group,
+        "id": error_id,
+        "name": name,
+        "description": name.removeprefix("EC_").replace("_", " ").capitalize(),
+        "permanent": permanent,
+    }
+
+
+_REJECTED = {"groupId": 5, "groupName": "REJECTED", "id": 12, "name": "REJECTED_NOT_ENOUGH_CREDITS"}
+_EXPIRED = {"groupId": 4, "groupName": "EXPIRED", "id": 15, "name": "EXPIRED_EXPIRED"}
+
+#: Final outcomes a test can give emails sent to addresses with a prefix: name -> (status, error).
+#: The error groups and names are those Synerise's bounce mapping reads (seed 001); the ids are the
+#: sandbox's own. [assumed] a bounced or dropped email ends UNDELIVERABLE or REJECTED.
+EMAIL_OUTCOMES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+    "delivered": (sms.DELIVERED, sms.NO_ERROR),
+    "bounced": (sms.UNDELIVERABLE, _error(4, "BOUNCED", 4001, "EC_MAILBOX_UNAVAILABLE", True)),
+    "inbox_full": (sms.UNDELIVERABLE, _error(4, "BOUNCED", 4002, "EC_RECIPIENT_INBOX_FULL", False)),
+    "soft_bounce": (sms.UNDELIVERABLE, _error(4, "BOUNCED", 4003, "EC_SOFT_BOUNCE", False)),
+    "blocked_as_spam": (sms.UNDELIVERABLE, _error(4, "BOUNCED", 4004, "EC_BLOCKED_AS_SPAM", True)),
+    "ip_blacklisted": (sms.UNDELIVERABLE, _error(4, "BOUNCED", 4005, "EC_SENDER_IP_BLACKLISTED", True)),
+    "spam_detected": (_REJECTED, _error(5, "DROPPED", 5001, "EC_SPAM_DETECTED", True)),
+    "suppressed_bounce": (_REJECTED, _error(5, "DROPPED", 5002, "EC_SUPPRESSED_BOUNCE", True)),
+    "suppressed_unsubscribe": (_REJECTED, _error(5, "DROPPED", 5003, "EC_SUPPRESSED_UNSUBSCRIBE", True)),
+    "invalid_address": (sms.UNDELIVERABLE, _error(1, "HANDSET_ERRORS", 1001, "EC_INVALID_EMAIL", True)),
+    "user_error": (sms.UNDELIVERABLE, _error(2, "USER_ERRORS", 2001, "EC_DOMAIN_NOT_FOUND", True)),
+    "operator_error": (_EXPIRED, _error(3, "OPERATOR_ERRORS", 3001, "EC_CONNECTION_TIMEOUT", False)),
+    "rejected": (_REJECTED, sms.NO_ERROR),
+}
 
 
 def valid_sender(sender: Any) -> bool:
@@ -184,6 +219,7 @@ def _send(request: Request, raw: bytes) -> JSONResponse:
             "bulkId": bulk_id,
             "sentAt": leaves_at,
             "doneAt": leaves_at + core.config.delivery_delay,
+            "outcome": sms.outcome_for(item["destination"], core.store.email_outcomes),
             "reported": False,
         }
         core.store.emails.append(email)
@@ -196,7 +232,8 @@ def _send(request: Request, raw: bytes) -> JSONResponse:
 def _status(email: dict[str, Any], now: float) -> dict[str, Any]:
     if now < email["doneAt"]:
         return {"status": sms.PENDING, "error": sms.NO_ERROR}
-    return {"status": sms.DELIVERED, "error": sms.NO_ERROR}
+    status, error = EMAIL_OUTCOMES.get(email.get("outcome") or "delivered", EMAIL_OUTCOMES["delivered"])
+    return {"status": status, "error": error}
 
 
 def _item(email: dict[str, Any], now: float, currency: str) -> dict[str, Any]:

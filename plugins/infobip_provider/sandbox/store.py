@@ -46,6 +46,8 @@ class SandboxStore:
         self.inbound: list[dict[str, Any]] = []
         #: destination prefix -> outcome name (``sms.OUTCOMES``) given to SMS sent to such numbers
         self.sms_outcomes: dict[str, str] = {}
+        #: address prefix -> outcome name (``api_email.EMAIL_OUTCOMES``) given to emails sent to such addresses
+        self.email_outcomes: dict[str, str] = {}
         self.next_ids = {"list": 1001, "person": 1, "tag": 1}
         self._by_external: dict[str, int] = {}
         self._by_email: dict[str, int] = {}
@@ -139,6 +141,7 @@ class SandboxStore:
             "whatsapp": list(self.whatsapp),
             "inbound": list(self.inbound),
             "sms_outcomes": dict(self.sms_outcomes),
+            "email_outcomes": dict(self.email_outcomes),
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -160,6 +163,7 @@ class SandboxStore:
         self.emails = list(data.get("emails", []))
         self.whatsapp = list(data.get("whatsapp", []))
         self.sms_outcomes = dict(data.get("sms_outcomes", {}))
+        self.email_outcomes = dict(data.get("email_outcomes", {}))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state atomically (temporary file in the same folder, fsync, rename)."""

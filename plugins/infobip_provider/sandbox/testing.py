@@ -235,6 +235,14 @@ class SandboxProcess:
         ]
         return table
 
+    def set_email_outcomes(self, outcomes: Mapping[str, str]) -> dict[str, str]:
+        """Emails sent later to addresses starting with a prefix end in its outcome
+        (``api_email.EMAIL_OUTCOMES``)."""
+        table: dict[str, str] = self._admin("POST", "/email/outcomes", json={"outcomes": dict(outcomes)})[
+            "outcomes"
+        ]
+        return table
+
     def generate_people(self, count: int, tags: Sequence[str] = (), prefix: str = "p") -> tuple[int, int]:
         """Make ``count`` people at once (no API cooldowns); the first and last new person id."""
         got = self._admin(

@@ -1,6 +1,6 @@
 """Delivery reports and replies into warehouse tables, exactly once although Infobip hands each out once.
 
-Infobip gives each delivery report (``GET /sms/3/reports``) and each inbound message
+Infobip gives each delivery report (``GET /sms/3/reports``, ``GET /email/4/reports``) and each inbound message
 (``GET /sms/1/inbox/reports``) out **once**: a page fetched and then lost is gone. So every page
 travels through the state store:
 
@@ -13,8 +13,9 @@ travels through the state store:
 A run that starts (a retry after a kill, or the next scheduled run) first upserts every landed page
 left behind: a crash after landing loses nothing, and a page upserted twice is still one row per
 message. An ``inflight.json`` without its landed page means an answer may have been lost on the
-way; for SMS reports the run then rebuilds the missing rows from ``GET /sms/3/logs`` (the last 48 h,
-final statuses only, rows not yet in the table, ``source`` = ``logs``: no callback data). Inbound
+way; for SMS and email reports the run then rebuilds the missing rows from ``GET /sms/3/logs`` or
+``GET /email/4/logs`` (the last 48 h, final statuses only, rows not yet in the table, ``source`` =
+``logs``: no callback data). Inbound
 messages have no log to rebuild from: the run says so in its log and summary.
 """
 
@@ -265,7 +266,8 @@ class _LandedPagesToSqlOperator(BaseOperator):
 class InfobipReportsToSqlOperator(_LandedPagesToSqlOperator):
     """Collect delivery reports into a warehouse table: one row per message, with a bounce class.
 
-    Pulls ``GET /sms/3/reports`` page by page until a short page (Infobip hands each report out once)
+    Pulls ``GET /sms/3/reports`` and ``GET /email/4/reports`` page by page until a short page (Infobip
+    hands each report out once)
     and upserts by ``(channel, message_id)`` through the connection's own ``common.sql`` hook (the
     table is created when missing). Every page is landed in the state store before it is inserted:
     see :mod:`infobip_provider.transfers.reports_to_sql`.
@@ -278,8 +280,8 @@ class InfobipReportsToSqlOperator(_LandedPagesToSqlOperator):
 
     :param sql_conn_id: the warehouse connection (templated).
     :param table: the table, optionally schema-qualified (templated).
-    :param channels: the channels to collect (templated). ``sms`` now; ``email`` and ``whatsapp``
-        come with those channels' sending (their bounce rules are in :mod:`infobip_provider.outcomes`).
+    :param channels: the channels to collect (templated): ``sms``, ``email`` (bounce classes by
+        Synerise's mapping, see :func:`infobip_provider.outcomes.email_bounce_class`).
     :param page_size: reports per request, 1 to 1000.
     :param max_pages: stop after this many requests per channel (the next run goes on).
     :param infobip_conn_id: the Infobip connection.
@@ -297,6 +299,8 @@ class InfobipReportsToSqlOperator(_LandedPagesToSqlOperator):
             )
 
     def fetch(self, hook: InfobipHook, channel: str, limit: int) -> list[dict[str, Any]]:
+        if channel == "email":
+            return hook.email_reports_page(limit=limit)
         return hook.sms_reports_page(limit=limit)
 
     def rows(self, channel: str, items: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
@@ -307,7 +311,10 @@ class InfobipReportsToSqlOperator(_LandedPagesToSqlOperator):
         return str(row[12])  # bounce_class
 
     def reconcile(self, hook: InfobipHook, channel: str, table: SqlTable) -> int | None:
-        logs = [item for item in hook.sms_logs() if is_final(item)]
+        read_logs = {"sms": hook.sms_logs, "email": hook.email_logs}.get(channel)
+        if read_logs is None:
+            return None
+        logs = [item for item in read_logs() if is_final(item)]
         have = table.existing("message_id", [item["messageId"] for item in logs], {"channel": channel})
         stamp = now_timestamp()
         rows = [
