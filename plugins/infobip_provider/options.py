@@ -22,7 +22,11 @@ VALIDITY_UNITS = {"SECONDS": 1, "MINUTES": 60, "HOURS": 3600}
 SPEED_UNITS = ("MINUTE", "HOUR", "DAY")
 
 
-def _time_of_day(value: Any, what: str, problems: list[str]) -> dict[str, int] | None:
+def time_of_day(
+    value: Any, what: str, problems: list[str], name: str = "delivery_time_window"
+) -> dict[str, int] | None:
+    """``"HH:MM"`` or ``{"hour": h, "minute": m}`` as Infobip's ``{"hour", "minute"}``; ``name`` and
+    ``what`` (``from``, ``to``) name the value in a problem."""
     hour: Any
     minute: Any
     if isinstance(value, Mapping):
@@ -31,22 +35,21 @@ def _time_of_day(value: Any, what: str, problems: list[str]) -> dict[str, int] |
         hour_text, _, minute_text = value.strip().partition(":")
         hour, minute = int(hour_text), int(minute_text or 0)
     else:
-        problems.append(
-            f"delivery_time_window {what} must be 'HH:MM' or {{'hour': h, 'minute': m}}, got {value!r}"
-        )
+        problems.append(f"{name} {what} must be 'HH:MM' or {{'hour': h, 'minute': m}}, got {value!r}")
         return None
     try:
         hour, minute = int(hour), int(minute)
     except (TypeError, ValueError):
-        problems.append(f"delivery_time_window {what} needs whole hour and minute, got {value!r}")
+        problems.append(f"{name} {what} needs whole hour and minute, got {value!r}")
         return None
     if not (0 <= hour <= 23 and 0 <= minute <= 59):
-        problems.append(f"delivery_time_window {what} must be between 00:00 and 23:59, got {value!r}")
+        problems.append(f"{name} {what} must be between 00:00 and 23:59, got {value!r}")
         return None
     return {"hour": hour, "minute": minute}
 
 
-def _day(value: Any) -> str | None:
+def week_day(value: Any) -> str | None:
+    """``MONDAY`` ... ``SUNDAY`` for a day's name or its first three or more letters; None otherwise."""
     word = str(value).strip().upper()
     for day in DAYS:
         if word == day or (len(word) >= 3 and day.startswith(word)):
@@ -75,7 +78,7 @@ def parse_delivery_time_window(value: Any, problems: list[str]) -> dict[str, Any
     raw_days = value.get("days") or list(DAYS)
     if isinstance(raw_days, str):
         raw_days = [d for d in re.split(r"[,\s]+", raw_days) if d]
-    days = [_day(d) for d in raw_days]
+    days = [week_day(d) for d in raw_days]
     if any(d is None for d in days):
         bad = [d for d, ok in zip(raw_days, days) if ok is None]
         problems.append(f"delivery_time_window days must be week days (MONDAY ... SUNDAY), got {bad}")
@@ -86,8 +89,8 @@ def parse_delivery_time_window(value: Any, problems: list[str]) -> dict[str, Any
         problems.append("delivery_time_window needs both from and to, or neither")
         return window
     if has_from:
-        start = _time_of_day(value["from"], "from", problems)
-        end = _time_of_day(value["to"], "to", problems)
+        start = time_of_day(value["from"], "from", problems)
+        end = time_of_day(value["to"], "to", problems)
         if start and end:
             minutes = (end["hour"] * 60 + end["minute"]) - (start["hour"] * 60 + start["minute"])
             if minutes < 60:
@@ -152,6 +155,12 @@ def parse_send_at(value: Any, now: datetime, problems: list[str], warnings: list
         problems.append(f"send_at must be at most {MAX_SCHEDULE_DAYS} days ahead, got {moment.isoformat()}")
     elif moment < now:
         warnings.append("send_at is in the past: Infobip sends at once")
+    return format_send_at(moment)
+
+
+def format_send_at(moment: datetime) -> str:
+    """A moment as Infobip's ``sendAt``: ``yyyy-MM-ddTHH:mm:ss.SSS+0000`` in UTC."""
+    moment = moment.astimezone(UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}+0000"
 
 
