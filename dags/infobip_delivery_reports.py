@@ -1,12 +1,14 @@
 """Collect delivery reports and replies into warehouse tables every 15 minutes.
 
-``collect_reports`` pulls Infobip's SMS and email delivery reports (each handed out once) into one
-row per message with its status, error, price and a bounce class (delivered, soft_bounce,
-hard_bounce, spam_bounce, dropped, pending; Synerise's mapping for email); ``collect_replies`` pulls inbound SMS into a table where opt-out words (STOP, UNSUBSCRIBE,
-STOPALL, CANCEL, END, QUIT and the DAG's ``opt_out_keywords``) are marked. Every page is landed in
-the state store before it is inserted, and rows are upserted by message id: a killed task loses and
+``collect_reports`` pulls Infobip's SMS and email delivery reports (each handed out once) and takes
+the SMS, email and WhatsApp reports Infobip pushed to the receiver, into one row per message with
+its status, error, price and a bounce class (delivered, soft_bounce, hard_bounce, spam_bounce,
+dropped, pending; Synerise's mapping for email). ``collect_replies`` pulls inbound SMS (and takes
+pushed SMS and WhatsApp messages) into a table where opt-out words (STOP, UNSUBSCRIBE, STOPALL,
+CANCEL, END, QUIT and the DAG's ``opt_out_keywords``) are marked. Every page is landed in the state
+store before it is inserted, and rows are upserted by message id: a killed task loses and
 duplicates nothing. Outputs: the Assets ``infobip://<account>/reports/<channel>`` and
-``infobip://<account>/replies/sms``.
+``infobip://<account>/replies/<channel>``.
 """
 
 from __future__ import annotations
@@ -52,11 +54,12 @@ REPLIES = "Replies"
             section=DESTINATION,
         ),
         "channels": Param(
-            ["sms", "email"],
+            ["sms", "email", "whatsapp"],
             type="array",
             items={"type": "string", "enum": list(REPORT_CHANNELS)},
             title="Report channels",
-            description="The channels whose delivery reports are collected.",
+            description="The channels whose delivery reports are collected (WhatsApp's: those the "
+            "receiver got, see the README).",
             section=DESTINATION,
         ),
         "replies_table": Param(
@@ -88,7 +91,7 @@ def infobip_delivery_reports():
         task_id="collect_replies",
         sql_conn_id="{{ params.warehouse_conn_id }}",
         table="{{ params.replies_table }}",
-        channels=["sms"],
+        channels=["sms", "whatsapp"],
         opt_out_keywords="{{ params.opt_out_keywords }}",
     )
 

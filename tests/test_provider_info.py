@@ -21,6 +21,7 @@ FIELDS = {
     "state_uri",
     "timeout",
     "allow_insecure_http",
+    "webhook_secret",
 }
 
 

@@ -69,6 +69,13 @@ CONN_FIELDS: dict[str, dict[str, Any]] = {
     "timeout": _field(
         "Timeout (s)", "Seconds to wait for Infobip's answer to one request.", "number", default=30, minimum=1
     ),
+    "webhook_secret": _field(
+        "Webhook secret",
+        "Turns on the receiver of Infobip's pushes (delivery and seen reports, inbound messages) at "
+        "/infobip-webhooks/<conn_id>/... on the api-server: a push is accepted only with this secret "
+        "(?secret=, the X-Webhook-Secret header or a Basic password). Empty: pushes are refused.",
+        "string",
+    ),
 }
 
 

@@ -321,6 +321,12 @@ def is_final(item: Mapping[str, Any]) -> bool:
     return _group(item.get("status")) not in ("", "PENDING")
 
 
+def is_report(item: Mapping[str, Any]) -> bool:
+    """True for a delivery report (it has a ``status``); a seen report pushed to the same URL has
+    ``seenAt`` and no status, and is not a row of the reports table."""
+    return bool(item.get("status")) or not item.get("seenAt")
+
+
 def report_row(channel: str, item: Mapping[str, Any], *, source: str, collected_at: str) -> tuple[Any, ...]:
     """One row of :data:`REPORT_COLUMNS` for a report item (or, from ``source="logs"``, a log item,
     which names the recipient ``destination`` and carries no callback data)."""
@@ -379,6 +385,8 @@ REPLY_COLUMNS: tuple[Column, ...] = (
     ("collected_at", "TIMESTAMP"),
 )
 REPLY_KEY = ("channel", "message_id")
+#: The channels whose inbound messages are collected: SMS pulled and pushed, WhatsApp pushed.
+REPLY_CHANNELS = ("sms", "whatsapp")
 
 
 def opt_out_words(extra: Iterable[str] | None = ()) -> frozenset[str]:
@@ -401,9 +409,12 @@ def reply_row(
     channel: str, item: Mapping[str, Any], words: frozenset[str], collected_at: str
 ) -> tuple[Any, ...]:
     """One row of :data:`REPLY_COLUMNS` for an inbound message."""
+    message: Mapping[str, Any] = item.get("message") or {} if isinstance(item.get("message"), dict) else {}
+    if item.get("text") is None and message.get("text") is not None:  # WhatsApp: {"message": {"text"}}
+        item = {**item, "text": message["text"]}
     price = item.get("price") or {}
     amount = price.get("pricePerMessage")
-    count = item.get("smsCount")
+    count = item.get("smsCount", item.get("messageCount"))
     word = opt_out_word(item, words)
     return (
         channel,

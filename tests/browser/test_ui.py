@@ -32,6 +32,7 @@ EXTRA_LABELS = (
     "State URI",
     "Allow plain http",
     "Timeout (s)",
+    "Webhook secret",
 )
 #: The trigger form's sections (``Param(section=...)``) a DAG may show, besides Airflow's own.
 SECTIONS = ("Cohort", "Infobip target", "Safety", "Schedule")

@@ -77,3 +77,33 @@ def records(conn_id: str, sql: str) -> list[tuple[Any, ...]]:
 
     hook = BaseHook.get_connection(conn_id).get_hook()
     return [tuple(row) for row in hook.get_records(sql)]
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[str]:
+    """The plugin's receiver served over HTTP as the api-server mounts it; its base URL
+    (``http://127.0.0.1:<port>/infobip-webhooks``). Connections come from ``AIRFLOW_CONN_*``."""
+    import threading
+    import time
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from infobip_provider import webhooks
+
+    parent = FastAPI()
+    for spec in webhooks.fastapi_apps():
+        parent.mount(spec["url_prefix"], spec["app"])
+    server = uvicorn.Server(
+        uvicorn.Config(parent, host="127.0.0.1", port=0, log_level="warning", lifespan="off")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the receiver did not start"
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    yield f"http://127.0.0.1:{port}{webhooks.URL_PREFIX}"
+    server.should_exit = True
+    thread.join(10)

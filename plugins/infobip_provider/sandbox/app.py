@@ -29,6 +29,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from infobip_provider.sandbox import (
+    admin_pushes,
     admin_returns,
     api_email,
     api_inbox,
@@ -358,6 +359,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app.include_router(api_whatsapp.router)
     app.include_router(admin)
     app.include_router(admin_returns.router)
+    app.include_router(admin_pushes.router)
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_middleware(GateMiddleware, core=core)

@@ -243,6 +243,31 @@ class SandboxProcess:
         ]
         return table
 
+    def push_webhook(
+        self,
+        url: str,
+        *,
+        channel: str | None = None,
+        kind: str = "reports",
+        bulk_id: str | None = None,
+        message_ids: Sequence[str] = (),
+        results: Sequence[Mapping[str, Any]] | None = None,
+        batch: int = 100,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        """Have the sandbox POST Infobip's ``{"results": [...]}`` to ``url`` (see
+        ``sandbox/admin_pushes.py``): the reports of its stored ``channel`` messages, or ``results``
+        as given. ``{"requests", "items", "statuses"}``."""
+        body: dict[str, Any] = {"url": url, "batch": batch, "headers": dict(headers or {})}
+        if results is not None:
+            body["results"] = [dict(r) for r in results]
+        else:
+            body.update(channel=channel, kind=kind, bulkId=bulk_id, messageIds=list(message_ids))
+        response = self._session.post(self.url("/_sandbox/webhooks/push"), json=body, timeout=300)
+        response.raise_for_status()
+        pushed: dict[str, Any] = response.json()
+        return pushed
+
     def generate_people(self, count: int, tags: Sequence[str] = (), prefix: str = "p") -> tuple[int, int]:
         """Make ``count`` people at once (no API cooldowns); the first and last new person id."""
         got = self._admin(

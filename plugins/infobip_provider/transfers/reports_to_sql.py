@@ -31,12 +31,14 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.outcomes import (
     CHANNELS,
+    REPLY_CHANNELS,
     REPLY_COLUMNS,
     REPLY_KEY,
     REPORT_COLUMNS,
     REPORT_KEY,
     Column,
     is_final,
+    is_report,
     now_timestamp,
     opt_out_words,
     reply_row,
@@ -96,10 +98,16 @@ class _LandedPagesToSqlOperator(BaseOperator):
         self.infobip_conn_id = infobip_conn_id
 
     # ---- what a subclass supplies ---------------------------------------------------------------
+    def pulls(self, channel: str) -> bool:
+        """True when Infobip hands ``channel``'s items out on a pull endpoint (else only pushed)."""
+        raise NotImplementedError
+
     def fetch(self, hook: InfobipHook, channel: str, limit: int) -> list[dict[str, Any]]:
         raise NotImplementedError
 
-    def rows(self, channel: str, items: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    def rows(
+        self, channel: str, items: Sequence[dict[str, Any]], source: str = "report"
+    ) -> list[tuple[Any, ...]]:
         raise NotImplementedError
 
     def reconcile(self, hook: InfobipHook, channel: str, table: SqlTable) -> int | None:
@@ -164,7 +172,7 @@ class _LandedPagesToSqlOperator(BaseOperator):
         tally: Counter[str] = Counter()
         outcome: dict[str, Any] = {"pages": 0, "rows": 0, "recovered_pages": 0, "reconciled": 0}
         outcome.update(self._recover(hook, channel, state, table, tally))
-        while outcome["pages"] < max_pages:
+        while self.pulls(channel) and outcome["pages"] < max_pages:
             seq = f"{time.time_ns():020d}"
             state.write_json(INFLIGHT, {"seq": seq})
             try:
@@ -199,15 +207,19 @@ class _LandedPagesToSqlOperator(BaseOperator):
                 )
             if len(items) < page_size:
                 break
+        outcome.update(self._take_pushes(hook, channel, state, table, tally, page_size, max_pages))
+        outcome["rows"] += outcome["pushed_rows"]
         outcome["by_class"] = dict(sorted(tally.items()))
         outcome["seconds"] = round(time.monotonic() - started, 3)
         self.log.info(
-            "%s %s into %s: %d rows from %d requests (%s); %d landed pages recovered, %d rows rebuilt",
+            "%s %s into %s: %d rows from %d requests and %d pushes (%s); %d landed pages recovered, "
+            "%d rows rebuilt",
             channel,
             self.kind,
             table.table,
             outcome["rows"],
             outcome["pages"],
+            outcome["pushes"],
             ", ".join(f"{k} {v}" for k, v in outcome["by_class"].items()) or "none",
             outcome["recovered_pages"],
             outcome["reconciled"],
@@ -216,6 +228,36 @@ class _LandedPagesToSqlOperator(BaseOperator):
 
     def tally_key(self, row: tuple[Any, ...]) -> str:
         return "rows"
+
+    def _take_pushes(
+        self,
+        hook: InfobipHook,
+        channel: str,
+        state: TargetState,
+        table: SqlTable,
+        tally: Counter[str],
+        page_size: int,
+        max_pages: int,
+    ) -> dict[str, int]:
+        """Upsert what the receiver landed for ``channel``: pushes are taken from its inbox into this
+        task's state folder as landed pages (about ``page_size`` items each), then upserted."""
+        from infobip_provider.pushes import inbox, push_groups, push_names, take_pushes
+        from infobip_provider.state import StateStore
+
+        folder = inbox(StateStore(hook.state_uri), hook.state_scope, self.kind, channel)
+        taken = {"pushes": 0, "pushed_rows": 0}
+        for pages, (names, items) in enumerate(push_groups(folder, push_names(folder), page_size)):
+            if pages >= max_pages:
+                break
+            landed = f"{LANDED_PREFIX}{time.time_ns():020d}.json"
+            take_pushes(folder, names, items, state, landed, channel)
+            rows = self.rows(channel, items, source="push")
+            table.upsert(rows)
+            tally.update(self.tally_key(row) for row in rows)
+            state.delete(landed)
+            taken["pushes"] += len(names)
+            taken["pushed_rows"] += len(rows)
+        return taken
 
     def _recover(
         self, hook: InfobipHook, channel: str, state: TargetState, table: SqlTable, tally: Counter[str]
@@ -226,7 +268,7 @@ class _LandedPagesToSqlOperator(BaseOperator):
         recovered = {"recovered_pages": 0, "rows": 0, "reconciled": 0, "unrecoverable": 0}
         for name in names:
             page = state.read_json(name) or {}
-            rows = self.rows(channel, page.get("items") or [])
+            rows = self.rows(channel, page.get("items") or [], source=str(page.get("source") or "report"))
             table.upsert(rows)
             tally.update(self.tally_key(row) for row in rows)
             state.delete(name)
@@ -267,21 +309,23 @@ class InfobipReportsToSqlOperator(_LandedPagesToSqlOperator):
     """Collect delivery reports into a warehouse table: one row per message, with a bounce class.
 
     Pulls ``GET /sms/3/reports`` and ``GET /email/4/reports`` page by page until a short page (Infobip
-    hands each report out once)
-    and upserts by ``(channel, message_id)`` through the connection's own ``common.sql`` hook (the
+    hands each report out once), takes the reports the receiver (:mod:`infobip_provider.webhooks`)
+    landed for each channel (WhatsApp's arrive only that way), and upserts by ``(channel, message_id)`` through the connection's own ``common.sql`` hook (the
     table is created when missing). Every page is landed in the state store before it is inserted:
     see :mod:`infobip_provider.transfers.reports_to_sql`.
 
     Columns: ``channel``, ``message_id``, ``bulk_id``, ``recipient`` (Infobip's ``to``), ``sender``,
     ``sent_at``, ``done_at``, ``status_group``, ``status_name``, ``error_group``, ``error_name``,
     ``error_permanent``, ``bounce_class`` (delivered, soft_bounce, hard_bounce, spam_bounce, dropped,
-    pending), ``message_count``, ``price``, ``currency``, ``callback_data``, ``source`` (``report``, or
-    ``logs`` for a row rebuilt after a lost answer) and ``collected_at``.
+    pending), ``message_count``, ``price``, ``currency``, ``callback_data``, ``source`` (``report``,
+    ``push`` for a report the receiver got, or ``logs`` for a row rebuilt after a lost answer) and
+    ``collected_at``.
 
     :param sql_conn_id: the warehouse connection (templated).
     :param table: the table, optionally schema-qualified (templated).
     :param channels: the channels to collect (templated): ``sms``, ``email`` (bounce classes by
-        Synerise's mapping, see :func:`infobip_provider.outcomes.email_bounce_class`).
+        Synerise's mapping, see :func:`infobip_provider.outcomes.email_bounce_class`), ``whatsapp``
+        (pushed reports only).
     :param page_size: reports per request, 1 to 1000.
     :param max_pages: stop after this many requests per channel (the next run goes on).
     :param infobip_conn_id: the Infobip connection.
@@ -292,20 +336,21 @@ class InfobipReportsToSqlOperator(_LandedPagesToSqlOperator):
     columns = REPORT_COLUMNS
     key = REPORT_KEY
 
-    def check_channel(self, channel: str) -> None:
-        if not CHANNELS[channel].pulled:
-            raise AirflowFailException(
-                f"Collecting {channel} reports is not available yet: it comes with the {channel} channel"
-            )
+    def pulls(self, channel: str) -> bool:
+        return CHANNELS[channel].pulled
 
     def fetch(self, hook: InfobipHook, channel: str, limit: int) -> list[dict[str, Any]]:
         if channel == "email":
             return hook.email_reports_page(limit=limit)
         return hook.sms_reports_page(limit=limit)
 
-    def rows(self, channel: str, items: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    def rows(
+        self, channel: str, items: Sequence[dict[str, Any]], source: str = "report"
+    ) -> list[tuple[Any, ...]]:
         stamp = now_timestamp()
-        return [report_row(channel, item, source="report", collected_at=stamp) for item in items]
+        return [
+            report_row(channel, item, source=source, collected_at=stamp) for item in items if is_report(item)
+        ]
 
     def tally_key(self, row: tuple[Any, ...]) -> str:
         return str(row[12])  # bounce_class
@@ -330,7 +375,8 @@ class InfobipRepliesToSqlOperator(_LandedPagesToSqlOperator):
     """Collect inbound replies into a warehouse table, opt-out words marked.
 
     Pulls ``GET /sms/1/inbox/reports`` (each inbound message handed out once) like
-    :class:`InfobipReportsToSqlOperator` pulls reports, landing each page first. A reply whose
+    :class:`InfobipReportsToSqlOperator` pulls reports, landing each page first, and takes the inbound
+    SMS and WhatsApp messages the receiver landed. A reply whose
     keyword, or else first word, is STOP, UNSUBSCRIBE, STOPALL, CANCEL, END, QUIT or one of
     ``opt_out_keywords`` has ``opt_out`` true and the word in ``opt_out_word``.
 
@@ -341,7 +387,7 @@ class InfobipRepliesToSqlOperator(_LandedPagesToSqlOperator):
 
     :param sql_conn_id: the warehouse connection (templated).
     :param table: the table (templated).
-    :param channels: ``sms`` (templated).
+    :param channels: ``sms`` and/or ``whatsapp`` (pushed only) (templated).
     :param opt_out_keywords: more opt-out words (templated); case does not matter.
     """
 
@@ -356,13 +402,20 @@ class InfobipRepliesToSqlOperator(_LandedPagesToSqlOperator):
         self.opt_out_keywords = opt_out_keywords
 
     def check_channel(self, channel: str) -> None:
-        if channel != "sms":
-            raise AirflowFailException(f"Collecting {channel} replies is not available yet: only sms")
+        if channel not in REPLY_CHANNELS:
+            raise AirflowFailException(
+                f"Inbound {channel} messages are not collected: the channels are {', '.join(REPLY_CHANNELS)}"
+            )
+
+    def pulls(self, channel: str) -> bool:
+        return channel == "sms"
 
     def fetch(self, hook: InfobipHook, channel: str, limit: int) -> list[dict[str, Any]]:
         return hook.sms_inbox_page(limit=limit)
 
-    def rows(self, channel: str, items: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    def rows(
+        self, channel: str, items: Sequence[dict[str, Any]], source: str = "report"
+    ) -> list[tuple[Any, ...]]:
         words = opt_out_words(text_list(self.opt_out_keywords, "opt_out_keywords"))
         stamp = now_timestamp()
         return [reply_row(channel, item, words, stamp) for item in items]
