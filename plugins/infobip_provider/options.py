@@ -286,3 +286,20 @@ class ChannelBase:
     @property
     def deferral(self) -> tuple[str, ...]:
         return tuple(getattr(self.options, "deferral", ()))
+
+    def scheduled(self, window: Mapping[str, Any] | None, send_at: str | None) -> ChannelBase:
+        """This channel with a delivery window and/or send time for every message (a zone group's quiet
+        hours in UTC); for channels whose options carry ``message_options`` and ``schedule``."""
+        import copy
+        import dataclasses
+
+        options = self.options
+        message = dict(options.message_options)
+        schedule = dict(options.schedule)
+        if window:
+            message["deliveryTimeWindow"] = dict(window)
+        if send_at:
+            schedule["sendAt"] = send_at
+        clone = copy.copy(self)
+        clone.options = dataclasses.replace(options, message_options=message, schedule=schedule)
+        return clone

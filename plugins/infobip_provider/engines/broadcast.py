@@ -44,6 +44,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -60,6 +61,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from infobip_provider.cohorts import PreparedCohort
+    from infobip_provider.respect.plan import RespectPlan
     from infobip_provider.state import TargetState
 
 
@@ -171,6 +173,54 @@ class Channel(Protocol):
 
         A channel with no logs to ask sets ``has_logs = False`` (read with ``getattr``, default True)
         and is never asked; its unanswered batches follow ``on_unconfirmed``."""
+
+
+class ZonedChannel:
+    """A channel whose requests each carry one zone group's delivery window (quiet hours in UTC).
+
+    Recipients are grouped by their zone group (groups in a stable order, members in cohort order) and
+    each group is batched by the channel of that group (:meth:`ChannelBase.scheduled`), so a request
+    never mixes windows: Infobip's ``sendAt`` is per request. Message ids are the recipients' own, so a
+    resumed try names the same messages whatever the grouping. Everything else is the channel's.
+    """
+
+    def __init__(self, channel: Any, group_of: Mapping[str, Any], variants: Mapping[Any, Any]) -> None:
+        self.channel = channel
+        self.group_of = group_of
+        self.variants = variants
+        self.send_endpoint = channel.send_endpoint
+        self.logs_name = channel.logs_name
+        self.logs_horizon = channel.logs_horizon
+        self.has_logs = getattr(channel, "has_logs", True)
+
+    @property
+    def deferral(self) -> tuple[str, ...]:
+        """Quiet hours let Infobip hold messages until their window opens."""
+        return (*self.channel.deferral, "quiet_hours")
+
+    def batches(self, recipients: Sequence[Any], size: int) -> list[Any]:
+        by_group: dict[Any, list[Any]] = {}
+        for r in recipients:
+            by_group.setdefault(self.group_of[r.message_id], []).append(r)
+        return [
+            (key, batch)
+            for key in sorted(by_group)
+            for batch in self.variants[key].batches(by_group[key], size)
+        ]
+
+    def batch_ids(self, batch: Any) -> list[str]:
+        key, inner = batch
+        return list(self.variants[key].batch_ids(inner))
+
+    def send(self, batch: Any, bulk_id: str) -> Any:
+        key, inner = batch
+        return self.variants[key].send(inner, bulk_id)
+
+    def statuses(self, answer: Any) -> tuple[Counter[str], int]:
+        return self.channel.statuses(answer)
+
+    def lookup(self, bulk_id: str, ids: Sequence[str]) -> Iterable[dict[str, Any]]:
+        return self.channel.lookup(bulk_id, ids)
 
 
 @contextlib.contextmanager
@@ -546,9 +596,27 @@ class BroadcastOperator(CohortOperator):
     :param reconcile_delay: seconds a request whose answer was lost is given to settle before the
         logs are asked what it did.
     :param max_send_attempts: requests per batch when answers keep getting lost.
+    :param quiet_hours: ``{"from": "21:00", "to": "09:00", "days": [...]}``: quiet from 21:00 to 09:00
+        in each member's *local* time (templated; see :mod:`infobip_provider.respect.quiet_hours`).
+        Members are grouped by time zone and each group's messages carry the Infobip delivery window
+        (and/or send time) that is that local window in UTC; on a channel without delivery windows
+        (WhatsApp) members whose local window is closed are not sent (reason ``quiet_hours``) and a
+        later try of the run sends them. Not with ``delivery_time_window``.
+    :param default_timezone: the zone of members whose row and number name none (templated).
+    :param timezone_column: the cohort column with members' IANA time zones, used when present.
+    :param max_per_person: ``{"count": 1, "hours": 24}``: members who already got ``count`` messages
+        of this library's broadcasts on this channel within ``hours`` (read from the account's
+        ledgers) are not sent, with the reason ``frequency_cap`` (templated). Never for test sends.
     """
 
     kind = "broadcasts"
+    #: The channel's name in the ledgers (``sms``, ``email``, ``whatsapp``): the frequency cap and
+    #: the suppression list are per channel.
+    channel_name: ClassVar[str] = ""
+    #: The members' address column: ``phone`` or ``email``.
+    identity: ClassVar[str] = "phone"
+    #: Whether the channel's messages take a delivery window and a send time (WhatsApp's do not).
+    takes_windows: ClassVar[bool] = True
     _clock: Callable[[], float] = staticmethod(time.time)
     _sleep: Callable[[float], None] = staticmethod(time.sleep)
 
@@ -558,7 +626,14 @@ class BroadcastOperator(CohortOperator):
     #: Templated fields whose ``{{name}}`` tokens are the recipients' (filled per member), not Airflow's.
     token_fields: ClassVar[tuple[str, ...]] = ()
     #: Templated fields every broadcast has.
-    broadcast_fields: ClassVar[tuple[str, ...]] = ("test_recipients", "bulk_id")
+    broadcast_fields: ClassVar[tuple[str, ...]] = (
+        "test_recipients",
+        "bulk_id",
+        "quiet_hours",
+        "default_timezone",
+        "timezone_column",
+        "max_per_person",
+    )
     #: Options the connection fills when a task leaves them empty.
     connection_defaults: ClassVar[tuple[str, ...]] = ("entity_id", "application_id")
 
@@ -571,10 +646,18 @@ class BroadcastOperator(CohortOperator):
         allow_bulk_id_reuse: bool = False,
         reconcile_delay: float = 15.0,
         max_send_attempts: int = 3,
+        quiet_hours: Mapping[str, Any] | str | None = None,
+        default_timezone: str = "UTC",
+        timezone_column: str = "timezone",
+        max_per_person: Mapping[str, Any] | str | None = None,
         **kwargs: Any,
     ) -> None:
         options = {name: kwargs.pop(name, None) for name in self.option_names}
         super().__init__(**kwargs)
+        self.quiet_hours = quiet_hours
+        self.default_timezone = default_timezone
+        self.timezone_column = timezone_column
+        self.max_per_person = max_per_person
         self.test_recipients = test_recipients
         self.batch_size = batch_size
         self.bulk_id = bulk_id
@@ -632,6 +715,186 @@ class BroadcastOperator(CohortOperator):
             self.dag_id, run_key(context), self.task_id, ":test" if test else "", index
         ), False
 
+    # ----------------------------------------------------------------- respect
+    def respect(
+        self,
+        context: Context,
+        prepared: PreparedCohort,
+        recipients: Sequence[Any],
+        bulk_id: str,
+        *,
+        test: bool,
+    ) -> tuple[list[Any], RespectPlan]:
+        """Respect the recipients: skip the suppressed and those at the frequency cap (never for test
+        recipients), and put quiet hours in each zone group's window. Skipped members go to the
+        cohort's rejects with the reason; the plan's lines go to the log."""
+        from infobip_provider.respect.plan import RespectPlan
+
+        plan = RespectPlan()
+        now = datetime.fromtimestamp(self._clock(), UTC)
+        if not test:
+            self._cap(recipients, plan, bulk_id, now)
+        self._quiet(prepared, plan.keep(recipients), plan, now)
+        kept = plan.keep(recipients)
+        if plan.skipped_ids and not test:
+            self._reject_skipped(prepared, recipients, plan)
+        for line in plan.lines():
+            self.log.info("%s", line)
+        return kept, plan
+
+    def respect_summary(self, summary: dict[str, Any], plan: RespectPlan) -> None:
+        """The respect step's counts in a plan's summary (``skipped_by_reason`` too)."""
+        summary["plan"]["respect"] = plan.as_dict()
+        if plan.skipped:
+            summary["skipped_by_reason"] = {**summary["skipped_by_reason"], **plan.skipped}
+            summary["skipped"] = sum(summary["skipped_by_reason"].values())
+
+    def _cap(self, recipients: Sequence[Any], plan: RespectPlan, bulk_id: str, now: datetime) -> None:
+        """Skip members who got ``max_per_person`` messages on this channel within its hours."""
+        from infobip_provider.respect.frequency import FrequencyCap, LedgerView, recent_counts
+        from infobip_provider.respect.plan import FREQUENCY_CAP
+        from infobip_provider.state import TargetState
+
+        cap = FrequencyCap.parse(self.max_per_person)
+        if cap is None:
+            return
+        folder = self.target(bulk_id).root.parent
+
+        def ledgers() -> Iterator[LedgerView]:
+            if not folder.exists():
+                return
+            for path in sorted(folder.iterdir(), key=lambda p: p.name):
+                if not path.is_dir():
+                    continue
+                state = TargetState(path)
+                facts = state.read_json("target.json") or {}
+                if not facts.get("bulk_id"):
+                    continue
+                yield LedgerView(
+                    str(facts["bulk_id"]), facts.get("channel"), bool(facts.get("test")), state.read_journal()
+                )
+
+        candidates = [r for r in recipients if r.message_id not in plan.skipped_ids]
+        counts, broadcasts = recent_counts(
+            ledgers(),
+            [r.to for r in candidates],
+            channel=self.channel_name,
+            since=now.timestamp() - cap.hours * 3600,
+            exclude_bulk=bulk_id,
+        )
+        for r in candidates:
+            if counts.get(r.to, 0) >= cap.count:
+                plan.skip(r.message_id, FREQUENCY_CAP)
+        plan.facts["frequency_cap"] = {
+            "count": cap.count,
+            "hours": cap.hours,
+            "broadcasts_in_window": broadcasts,
+            "members_at_cap": plan.skipped[FREQUENCY_CAP],
+        }
+        plan.notes.append(
+            f"Frequency cap ({self.channel_name}): {cap.describe()}; {broadcasts} earlier broadcasts of this "
+            f"account sent on this channel in that time; {plan.skipped[FREQUENCY_CAP]} members are at the cap"
+        )
+
+    def _quiet(
+        self, prepared: PreparedCohort, recipients: Sequence[Any], plan: RespectPlan, now: datetime
+    ) -> None:
+        """Each recipient's zone and its group's window (or, without windows, hold back the closed)."""
+        from infobip_provider.respect.plan import QUIET_HOURS
+        from infobip_provider.respect.quiet_hours import QuietHours, ZoneResolver, windows_for_zones
+
+        quiet = QuietHours.parse(self.quiet_hours)
+        if quiet is None:
+            return
+        if blank_to_none(as_literal(getattr(self, "delivery_time_window", None), "delivery_time_window")):
+            raise AirflowFailException(
+                "Give quiet_hours (in each member's local time) or delivery_time_window (one window in UTC "
+                "for everyone), not both"
+            )
+        at = max(now, self._send_time() or now)
+        resolver = ZoneResolver(as_text(self.default_timezone) or "UTC", at)
+        phones, column = self._zone_inputs(prepared, recipients)
+        zones = resolver.zones(phones, column, len(recipients))
+        windows = windows_for_zones(quiet, zones, at)
+        plan.quiet, plan.at, plan.windows = quiet, at.isoformat(timespec="minutes"), windows
+        plan.zone_sources.update(resolver.counts)
+        for r, zone in zip(recipients, zones):
+            window = windows[zone]
+            if self.takes_windows:
+                plan.group_of[r.message_id] = window.key
+                plan.zone_members[zone] += 1
+            elif window.open_now:
+                plan.zone_members[zone] += 1
+            else:
+                plan.skip(r.message_id, QUIET_HOURS)
+        if not self.takes_windows and plan.skipped[QUIET_HOURS]:
+            plan.notes.append(
+                f"{plan.skipped[QUIET_HOURS]} members are in their quiet hours now and this channel has no "
+                "delivery window: they are not sent by this try; run the task again once their window opens "
+                "(members already sent are never sent twice)"
+            )
+
+    def _send_time(self) -> datetime | None:
+        """The ``send_at`` the task gave, if any, as an aware datetime."""
+        value = blank_to_none(getattr(self, "send_at", None))
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            moment = value
+        else:
+            try:
+                moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
+            except ValueError:
+                return None  # the channel's options report it
+        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+    def _zone_inputs(
+        self, prepared: PreparedCohort, recipients: Sequence[Any]
+    ) -> tuple[list[str | None] | None, list[Any] | None]:
+        """Each recipient's phone number (its address on a phone channel, else the cohort's ``phone``
+        column) and ``timezone`` column value, when the cohort has one."""
+        members = prepared.members
+        if members is None or members.empty:
+            return ([r.to for r in recipients] if self.identity == "phone" else None), None
+        available = cohort_columns(self.identity, self.identity, prepared.columns)
+        zone_column = available.get(as_text(self.timezone_column) or "timezone")
+        column = None
+        if zone_column and zone_column in members:
+            by_address = dict(zip(members[self.identity].tolist(), members[zone_column].tolist()))
+            column = [by_address.get(r.to) for r in recipients]
+        if self.identity == "phone":
+            return [r.to for r in recipients], column
+        phone_column = available.get("phone")
+        if not phone_column or phone_column not in members:
+            return None, column
+        raw = dict(zip(members[self.identity].tolist(), members[phone_column].tolist()))
+        phones = []
+        for r in recipients:
+            value = str(raw.get(r.to) or "").strip()
+            digits = re.sub(r"\D", "", value)
+            phones.append(digits if value.startswith(("+", "00")) and digits else None)
+        return phones, column
+
+    def _reject_skipped(self, prepared: PreparedCohort, recipients: Sequence[Any], plan: RespectPlan) -> None:
+        """Add the members the respect step skipped to the cohort's rejects, with the reason."""
+        import pandas as pd
+
+        members = prepared.members
+        rows: dict[str, Any] = {}
+        if members is not None and not members.empty and self.identity in members:
+            rows = dict(zip(members[self.identity].tolist(), members["row"].tolist()))
+        skipped = [r for r in recipients if r.message_id in plan.skipped_ids]
+        frame = pd.DataFrame(
+            {
+                "row": [rows.get(r.to) for r in skipped],
+                "key": [r.to for r in skipped],
+                "value": None,
+                "reason": [plan.skipped_ids[r.message_id] for r in skipped],
+            }
+        )
+        merged = pd.concat([prepared.rejects, frame], ignore_index=True) if len(prepared.rejects) else frame
+        prepared.rejects = merged.sort_values("row", kind="stable").reset_index(drop=True)
+
     def deliver(
         self,
         context: Context,
@@ -642,16 +905,24 @@ class BroadcastOperator(CohortOperator):
         *,
         explicit: bool,
         on_unconfirmed: str = "fail",
+        respect: RespectPlan | None = None,
+        test: bool = False,
     ) -> tuple[BroadcastRun, dict[str, Any]]:
         """Send ``recipients`` (each with ``message_id``) once, through the ledger of ``bulk_id``.
 
         :param on_unconfirmed: for a channel without logs, what becomes of an unanswered batch's
             members (``fail``, ``skip``, ``resend``; see :class:`BroadcastRun`).
+        :param respect: the respect step's plan: with quiet hours, each zone group's requests carry
+            its window.
+        :param test: a send to test recipients (its ledger does not count towards the frequency cap).
         :raises BroadcastUnconfirmedError: with ``fail``, after the rest was sent, while batches stay open.
         """
+        if respect is not None and respect.group_of:
+            variants = {key: channel.scheduled(w.window, w.send_at) for key, w in respect.groups.items()}  # type: ignore[attr-defined]
+            channel = ZonedChannel(channel, respect.group_of, variants)
         target = self.target(bulk_id)
         with self.locked(target, f"the broadcast {bulk_id}"):
-            self._claim(target, context, bulk_id, explicit=explicit)
+            self._claim(target, context, bulk_id, explicit=explicit, test=test)
             rejects_uri = target.write_rejects(run_key(context), prepared.rejects)
             if rejects_uri:
                 self.log.info("Cohort rows not used, with reasons: %s", rejects_uri)
@@ -701,11 +972,12 @@ class BroadcastOperator(CohortOperator):
         )
         self.log.info("%s", line)
 
-    def _claim(self, target: TargetState, context: Context, bulk_id: str, *, explicit: bool) -> None:
-        """Record who started the broadcast, or say which run this one continues; refuse an explicit
-        bulk id another DAG run started (unless ``allow_bulk_id_reuse``)."""
-        from datetime import UTC, datetime
-
+    def _claim(
+        self, target: TargetState, context: Context, bulk_id: str, *, explicit: bool, test: bool = False
+    ) -> None:
+        """Record who started the broadcast (and its channel, for the frequency cap), or say which run
+        this one continues; refuse an explicit bulk id another DAG run started (unless
+        ``allow_bulk_id_reuse``)."""
         run_id = run_key(context)
         facts = target.read_json("target.json") or {}
         if not facts:
@@ -714,6 +986,8 @@ class BroadcastOperator(CohortOperator):
                 "dag_id": self.dag_id,
                 "run_id": run_id,
                 "task_id": self.task_id,
+                "channel": self.channel_name,
+                "test": test,
                 "created": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
             }
             map_index = getattr(context.get("ti"), "map_index", None)

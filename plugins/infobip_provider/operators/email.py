@@ -105,6 +105,8 @@ class EmailBroadcastOperator(BroadcastOperator):
     ui_color = "#90be6d"
 
     option_names = EMAIL_OPTION_NAMES
+    channel_name = "email"
+    identity = "email"
     token_fields = ("subject", "html", "text")  # the inline content's placeholders are Infobip's
 
     def __init__(
@@ -146,11 +148,24 @@ class EmailBroadcastOperator(BroadcastOperator):
         with paused_gc():
             prepared = self._read_cohort(context, mapping)
             recipients = self._recipients(bulk_id, prepared, mapping, test_addresses)
+            recipients, respect = self.respect(
+                context, prepared, recipients, bulk_id, test=bool(test_addresses)
+            )
         summary = self._plan_summary(bulk_id, dry_run, test_addresses, prepared, recipients, options, mapping)
+        self.respect_summary(summary, respect)
         if dry_run:
-            return self._dry_run(summary, recipients, options, preview_rows)
+            return self._dry_run(summary, recipients, options, preview_rows, respect)
         channel = EmailChannel(self.hook, options)
-        _, result = self.deliver(context, prepared, bulk_id, channel, recipients, explicit=explicit)
+        _, result = self.deliver(
+            context,
+            prepared,
+            bulk_id,
+            channel,
+            recipients,
+            explicit=explicit,
+            respect=respect,
+            test=bool(test_addresses),
+        )
         summary.update(result)
         self.log_outcome(summary, len(recipients))
         return summary
@@ -233,12 +248,20 @@ class EmailBroadcastOperator(BroadcastOperator):
         }
 
     def _dry_run(
-        self, summary: dict[str, Any], recipients: list[EmailRecipient], options: EmailOptions, rows: int
+        self,
+        summary: dict[str, Any],
+        recipients: list[EmailRecipient],
+        options: EmailOptions,
+        rows: int,
+        respect: Any,
     ) -> dict[str, Any]:
         from infobip_provider.email import plan_batches, render_preview
         from infobip_provider.operators.common import validate_batch_size
 
-        summary["requests_planned"] = len(plan_batches(recipients, validate_batch_size(self.batch_size)))
+        size = validate_batch_size(self.batch_size)
+        summary["requests_planned"] = respect.count_requests(
+            recipients, lambda some: len(plan_batches(some, size))
+        )
         summary["preview"] = [render_preview(r, options) for r in recipients[:rows]]
         self.log.info(
             "Dry run, nothing sent: it would take %d requests. The summary previews the first %d emails. "

@@ -119,6 +119,7 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
     ui_color = "#f9c74f"
 
     option_names = SMS_OPTION_NAMES
+    channel_name = "sms"
     token_fields = ("text",)
     connection_defaults = ("sender", "entity_id", "application_id")
 
@@ -163,8 +164,12 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
         with paused_gc():
             prepared = self._read_cohort(context, template)
             recipients, empty = self._recipients(bulk_id, *self._messages(prepared, template, test_numbers))
+            recipients, respect = self.respect(
+                context, prepared, recipients, bulk_id, test=bool(test_numbers)
+            )
             plan, counts = self._segment_plan(recipients, max_segments, options)
         summary = self._plan_summary(bulk_id, dry_run, test_numbers, prepared, recipients, empty, plan, price)
+        self.respect_summary(summary, respect)
         if plan.too_long:
             summary["plan"]["too_long"] = {"messages": plan.too_long, "max_segments": max_segments}
         if options.transliterated:
@@ -172,7 +177,7 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
                 "transliteration or a language table is set: Infobip may fit the text in fewer segments"
             )
         if dry_run:
-            return self._dry_run(summary, recipients, batch_size, plan, max_segments)
+            return self._dry_run(summary, recipients, batch_size, plan, max_segments, respect)
         if plan.too_long:
             longest = plan.longest
             raise AirflowFailException(
@@ -182,7 +187,16 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
                 "Nothing was sent."
             )
         channel = SmsChannel(self.hook, options)
-        run, result = self.deliver(context, prepared, bulk_id, channel, recipients, explicit=explicit)
+        run, result = self.deliver(
+            context,
+            prepared,
+            bulk_id,
+            channel,
+            recipients,
+            explicit=explicit,
+            respect=respect,
+            test=bool(test_numbers),
+        )
         summary.update(result)
         summary["segments"] = sum(counts[r.message_id] for r in recipients if r.message_id in run.ledger.sent)
         if options.include_sms_count:
@@ -239,10 +253,13 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
         batch_size: int,
         plan: Any,
         max_segments: Any,
+        respect: Any,
     ) -> dict[str, Any]:
         from infobip_provider.sms import plan_batches
 
-        summary["requests_planned"] = len(plan_batches(recipients, batch_size))
+        summary["requests_planned"] = respect.count_requests(
+            recipients, lambda some: len(plan_batches(some, batch_size))
+        )
         self.log.info(
             "Dry run, nothing sent: it would take %d requests. Turn dry_run off to send.",
             summary["requests_planned"],
