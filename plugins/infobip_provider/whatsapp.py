@@ -11,24 +11,30 @@
 - :class:`WhatsAppChannel`: the broadcast engine's channel. **WhatsApp has no logs to ask** what
   arrived (delivery reports are only pushed to ``notifyUrl``), so ``has_logs`` is False: the engine
   never resends an unanswered batch blindly (see ``on_unconfirmed`` in
-  :mod:`infobip_provider.engines.broadcast`).
+  :mod:`infobip_provider.engines.broadcast`). Reports that reached the receiver
+  (:mod:`infobip_provider.webhooks`) confirm such members later: :meth:`WhatsAppChannel.confirm_from_reports`.
 
-Nothing here touches the network, the clock or pandas.
+Nothing here touches the network or pandas; only the channel's report lookup reads the state store.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from infobip_provider.errors import InfobipConfigError
 from infobip_provider.options import ChannelBase, cell_text, flag, platform_options
 from infobip_provider.sms import MessageTemplate, TemplateError
 from infobip_provider.values import BadValue, as_literal, as_text
+
+if TYPE_CHECKING:
+    from infobip_provider.engines.broadcast import Ledger
+    from infobip_provider.state import TargetState
 
 MAX_MESSAGES = 1000  # [assumed] per template request, as for SMS: Infobip publishes no limit
 MAX_SENDER = 24
@@ -368,5 +374,88 @@ class WhatsAppChannel(ChannelBase):
     def statuses(self, answer: Any) -> tuple[Counter[str], int]:
         return answer_statuses(answer), 0
 
-    def lookup(self, bulk_id: str, ids: Sequence[str]) -> Iterable[dict[str, Any]]:
-        return ()
+    def lookup(self, bulk_id: str, ids: Sequence[str] | set[str]) -> Iterable[dict[str, Any]]:
+        """The delivery reports of ``ids`` that reached the receiver (:mod:`infobip_provider.webhooks`),
+        as log-like items. Never asked by the engine (``has_logs`` is False: a report that has not
+        arrived proves nothing); :meth:`confirm_from_reports` reads it before a run sends."""
+        from infobip_provider.pushes import reported
+        from infobip_provider.state import StateStore
+
+        state_uri = getattr(self.hook, "state_uri", None)  # a hook without a state store has no reports
+        if not ids or not state_uri:
+            return []
+        return reported(StateStore(state_uri), self.hook.state_scope, bulk_id, ids)
+
+    def confirm_from_reports(self, target: TargetState, bulk_id: str) -> Confirmed:
+        """Count as sent the members the ledger holds unconfirmed (batches left open by a lost answer,
+        or recorded unconfirmed with ``on_unconfirmed="skip"``) whose delivery report has arrived since:
+        a report is Infobip's proof that it took the message. Written to the ledger's journal as the
+        engine's own records (see :func:`confirmation_records`), so every later try folds them in."""
+        from infobip_provider.engines.broadcast import fold_ledger
+
+        ledger = fold_ledger(target.read_journal())
+        earlier = frozenset(ledger.unconfirmed & ledger.sent)
+        waiting = ledger.open_ids | (ledger.unconfirmed - ledger.sent)
+        if not waiting:
+            return Confirmed(both=earlier)
+        found = {
+            str(item["messageId"]): str((item.get("status") or {}).get("groupName") or "UNKNOWN")
+            for item in self.lookup(bulk_id, waiting)
+        }
+        records, confirmed = confirmation_records(ledger, found, uuid.uuid4().hex[:8])
+        for record in records:
+            target.append_journal(record)
+        return Confirmed(confirmed.open, confirmed.skipped, earlier | confirmed.skipped)
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """Members :meth:`WhatsAppChannel.confirm_from_reports` confirmed: ``open`` from batches left open,
+    ``skipped`` from those recorded unconfirmed. ``both``: every member the ledger records unconfirmed
+    *and* sent (confirmed by a report, now or by an earlier run), which the engine's count of
+    unconfirmed members still includes."""
+
+    open: frozenset[str] = frozenset()
+    skipped: frozenset[str] = frozenset()
+    both: frozenset[str] = frozenset()
+
+    def __len__(self) -> int:
+        return len(self.open) + len(self.skipped)
+
+
+def confirmation_records(
+    ledger: Ledger, found: Mapping[str, str], attempt: str
+) -> tuple[list[dict[str, Any]], Confirmed]:
+    """The journal records that confirm the members of ``found`` (message id -> status group of the
+    report that arrived) which the ledger holds open or unconfirmed.
+
+    An open batch with reports for every member is closed as ``reconciled``; with reports for some, a
+    new ``intent`` keeps the others open (with the batch's time) before the batch is closed with the
+    reported ones. Members recorded ``unconfirmed`` are opened again and closed as ``reconciled`` at
+    once. The engine folds these records like its own; nothing is sent for them.
+    """
+    from infobip_provider.checkpoint import journal_record
+
+    records: list[dict[str, Any]] = []
+    from_open: set[str] = set()
+    for key, (started, ids) in ledger.open.items():
+        known = [i for i in ids if i in found]
+        if not known:
+            continue
+        rest = [i for i in ids if i not in found]
+        if rest:
+            records.append(journal_record(attempt, "reports", f"{key}-rest", "intent", ids=rest, t=started))
+        statuses = Counter(found[i] for i in known)
+        records.append(
+            journal_record(attempt, "reports", key, "reconciled", known=known, statuses=dict(statuses))
+        )
+        from_open.update(known)
+    late = sorted(i for i in ledger.unconfirmed - ledger.sent if i in found)
+    if late:
+        key = f"{attempt}-reported"
+        records.append(journal_record(attempt, "reports", key, "intent", ids=late))
+        statuses = Counter(found[i] for i in late)
+        records.append(
+            journal_record(attempt, "reports", key, "reconciled", known=late, statuses=dict(statuses))
+        )
+    return records, Confirmed(frozenset(from_open), frozenset(late))

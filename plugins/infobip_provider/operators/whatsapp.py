@@ -27,7 +27,8 @@ from infobip_provider.whatsapp import WHATSAPP_OPTION_NAMES
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from infobip_provider.whatsapp import WhatsAppOptions, WhatsAppRecipient
+    from infobip_provider.state import TargetState
+    from infobip_provider.whatsapp import Confirmed, WhatsAppChannel, WhatsAppOptions, WhatsAppRecipient
 
 __all__ = ["WhatsAppBroadcastOperator"]
 PREVIEW_ROWS = 3
@@ -48,10 +49,14 @@ class WhatsAppBroadcastOperator(PhoneBroadcastOperator):
     ``"fail"`` (default) keeps those members open in the ledger, sends the rest, and fails the task
     with their count, the ledger and the choices; ``"skip"`` records them as unconfirmed (counted in
     the summary, never sent); ``"resend"`` sends them again (whoever got the first gets a second).
+    **Delivery reports confirm them**: when ``notify_url`` (or the account's webhook) points at the
+    receiver (``/infobip-webhooks/<conn_id>/reports/whatsapp``), a later run of the same broadcast
+    (the same DAG run, or the same ``bulk_id``) counts every unconfirmed member whose report arrived
+    as sent and sends nobody again (``confirmed_by_reports`` in the summary).
 
     The JSON summary: as the SMS broadcast's (``bulk_id``, ``recipients``, ``sent``, ``sent_this_try``,
     ``already_sent``, ``skipped`` with ``skipped_by_reason``, ``rejected``, ``statuses``, ``calls``,
-    ``plan``, ``rejects_uri``), plus ``unconfirmed``; in a dry run ``requests_planned`` and ``preview``
+    ``plan``, ``rejects_uri``), plus ``unconfirmed`` and ``confirmed_by_reports``; in a dry run ``requests_planned`` and ``preview``
     (the first ``preview_rows`` members: the log carries counts only).
 
     :param sender: the registered WhatsApp sender number (templated).
@@ -157,12 +162,53 @@ class WhatsAppBroadcastOperator(PhoneBroadcastOperator):
         if dry_run:
             return self._dry_run(summary, recipients, options, preview_rows)
         channel = WhatsAppChannel(self.hook, options)
+        confirmed = self._confirm_from_reports(channel, bulk_id, recipients)
         _, result = self.deliver(
             context, prepared, bulk_id, channel, recipients, explicit=explicit, on_unconfirmed=on_unconfirmed
         )
         summary.update(result)
+        summary["confirmed_by_reports"] = len(confirmed)
         self.log_outcome(summary, len(recipients))
         return summary
+
+    def _confirm_from_reports(
+        self, channel: WhatsAppChannel, bulk_id: str, recipients: Sequence[WhatsAppRecipient]
+    ) -> Confirmed:
+        """Before sending: members an earlier try left unconfirmed whose delivery reports reached the
+        receiver count as sent (never sent again, no longer unconfirmed)."""
+        target = self.target(bulk_id)
+        with self.locked(target, f"the broadcast {bulk_id}"):
+            confirmed = channel.confirm_from_reports(target, bulk_id)
+        self._confirmed_twice = len(confirmed.both & {r.message_id for r in recipients})
+        if confirmed:
+            self.log.info(
+                "%d unconfirmed members of the broadcast %s are confirmed by delivery reports that reached "
+                "the receiver (%d of unanswered batches, %d recorded unconfirmed)",
+                len(confirmed),
+                bulk_id,
+                len(confirmed.open),
+                len(confirmed.skipped),
+            )
+        return confirmed
+
+    def finish(
+        self,
+        context: Context,
+        target: TargetState,
+        name: str,
+        summary: dict[str, Any],
+        *,
+        counts: dict[str, int],
+        size: int | None,
+        dry_run: bool,
+    ) -> dict[str, Any]:
+        """The run's end; members recorded unconfirmed that a delivery report confirmed since are sent,
+        so they leave the unconfirmed count (the engine counts every member it recorded unconfirmed)."""
+        twice = getattr(self, "_confirmed_twice", 0)
+        if twice and not dry_run and "unconfirmed" in summary:
+            summary["unconfirmed"] = max(0, int(summary["unconfirmed"]) - twice)
+            counts["unconfirmed"] = max(0, int(counts.get("unconfirmed", 0)) - twice)
+        return super().finish(context, target, name, summary, counts=counts, size=size, dry_run=dry_run)
 
     def _read_cohort(self, context: Context, columns: list[str], options: WhatsAppOptions) -> Any:
         from infobip_provider.whatsapp import WhatsAppConfigError
