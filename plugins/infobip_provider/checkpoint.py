@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, overload
 
 from infobip_provider.state import TargetState
 
@@ -76,9 +76,42 @@ def journal_record(run: str, lane: str, batch: int | str, state: str, **fields: 
     return {"run": run, "lane": lane, "batch": batch, "state": state, "t": time.time(), **fields}
 
 
-def batches(items: Sequence[str], size: int) -> list[list[str]]:
-    """Split ``items`` into consecutive batches of at most ``size``."""
-    return [list(items[i : i + size]) for i in range(0, len(items), size)]
+class Batches(Sequence[list[str]]):
+    """``items`` in consecutive batches of at most ``size``, each made when it is reached (so a plan of
+    millions holds no list per batch before it is sent)."""
+
+    def __init__(self, items: Sequence[str], size: int) -> None:
+        if size < 1:
+            raise ValueError("a batch holds at least one id")
+        self.items, self.size = items, size
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.items) / self.size)
+
+    @overload
+    def __getitem__(self, index: int) -> list[str]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[list[str]]: ...
+    def __getitem__(self, index: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return list(self.items[index * self.size : (index + 1) * self.size])
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def batches(items: Sequence[str], size: int) -> Batches:
+    """Split ``items`` into consecutive batches of at most ``size`` (made one at a time)."""
+    return Batches(items, size)
 
 
 class BatchFeed:

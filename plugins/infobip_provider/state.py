@@ -35,6 +35,7 @@ from airflow.sdk.exceptions import AirflowException
 
 if TYPE_CHECKING:
     import pandas as pd
+    import pyarrow as pa
 
 
 class TargetLockedError(AirflowException):
@@ -136,6 +137,25 @@ class TargetState:
             return pd.DataFrame({c: pd.Series(dtype=t) for c, t in (columns or {"id": "string"}).items()})
         with path.open("rb") as fh:
             return pd.read_parquet(fh)
+
+    def read_snapshot_table(self, schema: pa.Schema) -> pa.Table:
+        """The confirmed members as an Arrow table of ``schema`` (empty when there is none yet)."""
+        import pyarrow.parquet as pq
+
+        path = self.root / "snapshot.parquet"
+        if not path.exists():
+            return schema.empty_table()
+        with path.open("rb") as fh:
+            return pq.read_table(fh, columns=schema.names).cast(schema)
+
+    def write_snapshot_table(self, table: pa.Table) -> None:
+        import io
+
+        import pyarrow.parquet as pq
+
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, compression="zstd")
+        self._atomic_write("snapshot.parquet", buffer.getvalue())
 
     def write_snapshot(self, frame: pd.DataFrame) -> None:
         import io

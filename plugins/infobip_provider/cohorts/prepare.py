@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from infobip_provider.cohorts.identities import normalize_email
 from infobip_provider.cohorts.phones import PhoneNormalizer, known_region
 from infobip_provider.cohorts.sources import CohortError, CohortSource, FileSource
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
 __all__ = [
     "KEYS",
@@ -70,25 +70,53 @@ class IdentityColumns:
     country: str | None = None
 
 
-@dataclass
 class PreparedCohort:
     """The outcome of :func:`prepare_cohort`.
 
     :ivar members: one row per distinct key, in source order: ``key``, ``email`` (normalised or None),
         ``phone`` (E.164 digits without ``+`` or None), ``external_id``, ``row`` (1-based data row of
-        the source), then every other source column as text (None when missing).
+        the source), then the other source columns kept, as text (None when missing). Built from the
+        Arrow columns on first use: a flow that needs only :attr:`keys` never pays for it.
+    :ivar keys: the members' keys as one Arrow string array.
     :ivar rejects: ``row``, ``key`` (the normalised key for duplicates, else None), ``value`` (the raw
         value), ``reason`` (``invalid email``, ``invalid phone``, ``invalid email and phone``,
         ``missing identity``, ``duplicate of row N``), ordered by row.
     :ivar stats: counts for the task summary (JSON-serialisable).
     """
 
-    members: pd.DataFrame
-    rejects: pd.DataFrame
-    stats: dict[str, Any]
-    key: str = "email"
-    source: str = ""
-    columns: list[str] = field(default_factory=list)
+    def __init__(
+        self,
+        columns: dict[str, Any],
+        rejects: pd.DataFrame,
+        stats: dict[str, Any],
+        key: str = "email",
+        source: str = "",
+        extras: list[str] | None = None,
+    ) -> None:
+        self._columns = columns
+        self._members: pd.DataFrame | None = None
+        self.keys = columns["key"]
+        self.rejects = rejects
+        self.stats = stats
+        self.key = key
+        self.source = source
+        self.columns = list(extras or [])
+
+    @property
+    def members(self) -> pd.DataFrame:
+        if self._members is None:
+            import numpy as np
+            import pandas as pd
+
+            columns = self._columns
+            frame = _frame(
+                **{c: _objects(columns[c]) for c in ("key", "email", "phone", "external_id")},
+                row=np.asarray(columns["row"], dtype=np.int64),
+            )
+            for column in self.columns:
+                frame[column] = pd.Series(_objects(columns[column]), dtype=object)
+            self._members = frame
+        return self._members
 
     @property
     def empty(self) -> bool:
@@ -161,27 +189,6 @@ class PreparedCohort:
 
 
 # ----------------------------------------------------------------------------------------------- helpers
-
-
-_MISS = object()
-
-
-class _Memo:
-    """A bounded memo of a one-argument normaliser, applied to many values at a time."""
-
-    def __init__(self, fn: Callable[[Any], str | None], max_size: int = 2_000_000) -> None:
-        self.fn = fn
-        self.max_size = max_size
-        self.cache: dict[Any, str | None] = {}
-
-    def normalize_many(self, values: list[Any]) -> list[str | None]:
-        get = self.cache.get
-        out = [get(v, _MISS) for v in values]
-        for i in [i for i, r in enumerate(out) if r is _MISS]:
-            if len(self.cache) >= self.max_size:
-                self.cache.clear()
-            out[i] = self.cache[values[i]] = self.fn(values[i])
-        return out  # type: ignore[return-value]
 
 
 def _resolve(found: list[str], name: str | None) -> str | None:
@@ -347,128 +354,208 @@ def _frame(**columns: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series(values, dtype=values.dtype) for name, values in columns.items()})
 
 
-def _text_or_none(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """``columns`` as object columns with ``None`` for missing cells."""
-    for column in columns:
-        series = frame[column]
-        frame[column] = series.astype(object).where(series.notna(), None)
-    return frame
-
-
 # ---------------------------------------------------------------------------------------------- prepare
 
 
-class _Run:
-    """The state of one :func:`prepare_cohort` run: caches, first rows by key, and the parts kept."""
+def _concat(arrays: list[pa.Array]) -> pa.Array:
+    """One Arrow array from a run's parts (large offsets when the text passes 2 GB)."""
+    import pyarrow as pa
 
-    def __init__(self, key: str, layout: _Layout, region: str | None) -> None:
+    if len(arrays) == 1:
+        return arrays[0]
+    if sum(a.nbytes for a in arrays) >= 2**31 - 2**26 and pa.types.is_string(arrays[0].type):
+        arrays = [a.cast(pa.large_string()) for a in arrays]
+    return pa.concat_arrays(arrays)
+
+
+def _objects(array: pa.Array) -> np.ndarray:
+    """An Arrow text array as an object array with ``None`` where it is null."""
+    return array.to_numpy(zero_copy_only=False)
+
+
+@dataclass
+class _Part:
+    """One chunk's rows whose key identity is sound, column-wise (Arrow arrays, NumPy row numbers)."""
+
+    keys: pa.Array
+    rows: np.ndarray
+    value: pa.Array  # the raw key value where it differs from the key (else null): for duplicates
+    raw: dict[str, pa.Array]  # raw identity (and country) columns, normalised for the members only
+    done: dict[str, pa.Array]  # identity columns normalised already (``email_or_phone``)
+    extras: dict[str, pa.Array]
+
+
+class _Run:
+    """The state of one :func:`prepare_cohort` run: phone caches, rejects so far and the kept parts."""
+
+    def __init__(self, key: str, layout: _Layout, region: str | None, keep: list[str]) -> None:
         self.key = key
         self.layout = layout
-        self.emails = _Memo(normalize_email)
+        self.keep = keep  # the extra source columns the members keep
         self.phones = _Phones(region)
-        self.seen: dict[str, int] = {}  # key -> the row that won
-        self.dup_reason: dict[int, str] = {}  # one "duplicate of row N" string per N
         self.by_reason: Counter[str] = Counter()
-        self.member_parts: list[pd.DataFrame] = []
+        self.parts: list[_Part] = []
         self.reject_parts: list[pd.DataFrame] = []
 
-    def _emails(self, raw: np.ndarray) -> np.ndarray:
-        return _normalize(raw, self.emails.normalize_many)
+    def _phones(self, raw: np.ndarray, countries: np.ndarray | None, index: np.ndarray) -> np.ndarray:
+        return self.phones.normalize(raw[index], countries[index] if countries is not None else None)
 
-    def _phones(self, raw: np.ndarray, countries: np.ndarray, index: np.ndarray) -> np.ndarray:
-        return self.phones.normalize(raw[index], countries[index] if self.layout.country else None)
+    def _keys(self, raw: dict[str, np.ndarray]) -> tuple[pa.Array, np.ndarray, dict[str, pa.Array]]:
+        """The chunk's keys (null where missing or invalid), the raw key values, and what is done."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        from infobip_provider.cohorts.columnar import normalize_emails, text_array
+
+        every = np.arange(len(raw["email"]))
+        countries = raw["country"] if self.layout.country else None
+        if self.key == "email":
+            return normalize_emails(raw["email"]), raw["email"], {}
+        if self.key == "phone":
+            return text_array(self._phones(raw["phone"], countries, every)), raw["phone"], {}
+        if self.key == "external_id":
+            return text_array(_normalize(raw["external_id"], _strip_ids)), raw["external_id"], {}
+        email = normalize_emails(raw["email"])  # email_or_phone: the email when valid, else the phone
+        has_email = _objects(email.is_valid()).astype(bool)
+        phone = np.full(len(every), None, dtype=object)
+        without = np.flatnonzero(~has_email)
+        phone[without] = self._phones(raw["phone"], countries, without)
+        done = {"email": email, "phone": text_array(phone)}
+        return pc.coalesce(email, done["phone"]), np.where(has_email, raw["email"], raw["phone"]), done
 
     def add(self, chunk: pd.DataFrame, rows: np.ndarray) -> None:
-        """Split one chunk into member rows, invalid rows and duplicates.
+        """Reject the chunk's rows whose key is missing or invalid; keep the others column-wise.
 
-        Only the key identity is normalised for every row; the other identities only for the rows that
-        become members (a duplicate's phone is never looked at).
+        Only the key identity is normalised here: the other identities are normalised at the end for
+        the members only (a duplicate's phone is never looked at).
         """
         import numpy as np
-        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.compute as pc
 
-        layout, key, n = self.layout, self.key, len(chunk)
-        none = np.full(n, None, dtype=object)
-        every = np.arange(n)
-        email_raw, phone_raw, ext_raw, country_raw = (
-            _raw(chunk, c) for c in (layout.email, layout.phone, layout.external_id, layout.country)
-        )
-        email: np.ndarray | None = None
-        phone: np.ndarray | None = None
-        external_id: np.ndarray | None = None
-        if key == "email":
-            keys = email = self._emails(email_raw)
-            value = email_raw
-        elif key == "phone":
-            keys = phone = self._phones(phone_raw, country_raw, every)
-            value = phone_raw
-        elif key == "external_id":
-            keys = external_id = _normalize(ext_raw, _strip_ids)
-            value = ext_raw
-        else:  # email_or_phone: the email when valid, else the phone
-            email = self._emails(email_raw)
-            has_email = np.not_equal(email, None)  # type: ignore[call-overload]
-            phone = none.copy()
-            without = np.flatnonzero(~has_email)
-            phone[without] = self._phones(phone_raw, country_raw, without)
-            keys = np.where(has_email, email, phone)
-            value = np.where(has_email, email_raw, phone_raw)
-        ok = np.not_equal(keys, None)  # type: ignore[call-overload]
+        from infobip_provider.cohorts.columnar import text_array
 
+        layout = self.layout
+        raw = {
+            name: _raw(chunk, getattr(layout, name)) for name in ("email", "phone", "external_id", "country")
+        }
+        keys, value, done = self._keys(raw)
+        ok = _objects(keys.is_valid()).astype(bool)
         bad = ~ok
         if bad.any():
-            bad_value, bad_reason = _why(key, email_raw[bad], phone_raw[bad], value[bad])
-            self.reject_parts.append(_frame(row=rows[bad], key=none[bad], value=bad_value, reason=bad_reason))
+            bad_value, bad_reason = _why(self.key, raw["email"][bad], raw["phone"][bad], value[bad])
+            none = np.full(len(bad_value), None, dtype=object)
+            self.reject_parts.append(_frame(row=rows[bad], key=none, value=bad_value, reason=bad_reason))
             self.by_reason.update(bad_reason.tolist())
-
-        good = np.flatnonzero(ok)
-        good_rows = rows[good]
-        setdefault = self.seen.setdefault  # the first row of each key wins, across chunks
-        first_rows = np.array(
-            [setdefault(k, r) for k, r in zip(keys[good].tolist(), good_rows.tolist())], dtype=np.int64
-        )
-        is_first = first_rows == good_rows
-        dup = ~is_first
-        if dup.any():
-            reason_of = self.dup_reason
-            reasons = [
-                reason_of.get(r) or reason_of.setdefault(r, f"duplicate of row {r}")
-                for r in first_rows[dup].tolist()
-            ]
-            self.reject_parts.append(
-                _frame(
-                    row=good_rows[dup],
-                    key=keys[good][dup],
-                    value=value[good][dup],
-                    reason=np.array(reasons, dtype=object),
-                )
+        if not ok.any():
+            return
+        good, mask = np.flatnonzero(ok), pa.array(ok)
+        keys = keys.filter(mask)
+        raw_value = text_array(value[good])
+        differs = pc.fill_null(pc.not_equal(raw_value, keys), True)
+        later = ["phone"] if self.key == "email_or_phone" else ["email", "phone", "external_id"]
+        later = [n for n in later if n != self.key and getattr(layout, n)]
+        if "phone" in later and layout.country:
+            later.append("country")
+        self.parts.append(
+            _Part(
+                keys=keys,
+                rows=rows[good],
+                value=pc.if_else(differs, raw_value, pa.scalar(None, pa.string())),
+                raw={n: text_array(raw[n][good]) for n in later},
+                done={n: a.filter(mask) for n, a in done.items()},
+                extras={c: text_array(_raw(chunk, c)[good]) for c in self.keep},
             )
-            self.by_reason[DUPLICATE] += int(dup.sum())
-
-        take = good[is_first]
-        if email is None:
-            email = none.copy()
-            email[take] = self._emails(email_raw[take])
-        if phone is None:
-            phone = none.copy()
-            phone[take] = self._phones(phone_raw, country_raw, take)
-        elif key == "email_or_phone":  # members keyed by email still need their phone
-            keyed_by_email = take[np.not_equal(email[take], None)]  # type: ignore[call-overload]
-            phone[keyed_by_email] = self._phones(phone_raw, country_raw, keyed_by_email)
-        if external_id is None:
-            external_id = none.copy()
-            external_id[take] = _normalize(ext_raw[take], _strip_ids)
-        part = _frame(
-            key=keys[take],
-            email=email[take],
-            phone=phone[take],
-            external_id=external_id[take],
-            row=rows[take],
         )
-        if layout.extras:
-            extra = chunk.iloc[take][list(layout.extras)].rename(columns=layout.extras).reset_index(drop=True)
-            part = pd.concat([part, extra], axis=1)
-        self.member_parts.append(part)
+
+    def finish(self) -> dict[str, Any]:
+        """The members' columns (the first row of each key, in source order); duplicates rejected."""
+        import numpy as np
+        import pyarrow as pa
+
+        from infobip_provider.cohorts.columnar import first_rows
+
+        parts, self.parts = self.parts, []
+        if not parts:
+            empty = pa.array([], type=pa.string())
+            return {
+                "key": empty,
+                **{n: empty for n in ("email", "phone", "external_id")},
+                "row": np.zeros(0, dtype=np.int64),
+                **{self.layout.extras[c]: empty for c in self.keep},
+            }
+        keys = _concat([p.keys for p in parts])
+        rows = np.concatenate([p.rows for p in parts])
+        first = first_rows(keys)
+        dup = first != np.arange(len(rows))
+        if dup.any():
+            self._reject_duplicates(keys, rows, first, dup, _concat([p.value for p in parts]))
+        take = pa.array(np.flatnonzero(~dup))
+        members: dict[str, Any] = {"key": keys.take(take)}
+        del keys, first
+        for name in ("email", "phone", "external_id"):
+            members[name] = self._identity(name, parts, take, members["key"])
+        members["row"] = rows[take.to_numpy()]
+        for column in self.keep:
+            members[self.layout.extras[column]] = _concat([p.extras[column] for p in parts]).take(take)
+        return members
+
+    def _reject_duplicates(
+        self, keys: pa.Array, rows: np.ndarray, first: np.ndarray, dup: np.ndarray, value: pa.Array
+    ) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        mask = pa.array(dup)
+        dup_keys, dup_value = _objects(keys.filter(mask)), _objects(value.filter(mask))
+        first_row = rows[first[dup]]
+        labels = {r: f"duplicate of row {r}" for r in np.unique(first_row).tolist()}
+        self.reject_parts.append(
+            _frame(
+                row=rows[dup],
+                key=dup_keys,
+                value=np.where(dup_value == None, dup_keys, dup_value),  # noqa: E711 (element-wise)
+                reason=np.array([labels[r] for r in first_row.tolist()], dtype=object),
+            )
+        )
+        self.by_reason[DUPLICATE] += int(dup.sum())
+
+    def _identity(self, name: str, parts: list[_Part], take: pa.Array, member_keys: pa.Array) -> pa.Array:
+        """One identity column of the members: the key itself, normalised already, or normalised now."""
+        import numpy as np
+        import pyarrow as pa
+
+        from infobip_provider.cohorts.columnar import normalize_emails, text_array
+
+        if name == self.key:
+            return member_keys
+        done = _concat([p.done[name] for p in parts]).take(take) if name in parts[0].done else None
+        if name not in parts[0].raw:
+            return done if done is not None else pa.nulls(len(take), type=pa.string())
+        raw = _objects(_concat([p.raw[name] for p in parts]).take(take))
+        if name == "email":
+            return normalize_emails(raw)
+        if name == "external_id":
+            return text_array(_normalize(raw, _strip_ids))
+        countries = (
+            _objects(_concat([p.raw["country"] for p in parts]).take(take))
+            if "country" in parts[0].raw
+            else None
+        )
+        if done is None:
+            return text_array(self._phones(raw, countries, np.arange(len(raw))))
+        phones = _objects(done).astype(object)  # email_or_phone: members keyed by their email
+        todo = np.flatnonzero(~done.is_valid().to_numpy(zero_copy_only=False))
+        phones[todo] = self._phones(raw, countries, todo)
+        return text_array(phones)
+
+
+def _empty_rejects() -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(
+        {"row": pd.Series(dtype="int64"), **{c: pd.Series(dtype=object) for c in REJECT_COLUMNS[1:]}}
+    )
 
 
 def prepare_cohort(
@@ -477,8 +564,13 @@ def prepare_cohort(
     key: str = "email",
     default_region: str | None = "US",
     chunk_size: int = 100_000,
+    keep_columns: Sequence[str] | None = None,
 ) -> PreparedCohort:
     """Read ``source`` in chunks and return its members (deduplicated by ``key``) and rejects.
+
+    Rows are kept column-wise (Arrow arrays) while the source streams by, so memory grows with the
+    rows that have a sound key at a few tens of bytes each plus the extra columns kept; duplicates are
+    found once, at the end, by hashing the keys.
 
     :param source: a :class:`CohortSource` (or a file path, read with :class:`FileSource`).
     :param columns: the identity columns (default: ``email`` and ``phone``).
@@ -486,6 +578,8 @@ def prepare_cohort(
         ``external_id``, or ``email_or_phone`` (Infobip's rule: the email when valid, else the phone).
     :param default_region: region for national phone numbers (see :class:`IdentityColumns` ``country``).
     :param chunk_size: rows per chunk read from the source.
+    :param keep_columns: the other source columns the members keep (``None``: all of them; ``()``: none,
+        for a flow that needs the key only).
     :raises CohortError: when the source cannot be read or a needed column is absent.
     """
     import numpy as np
@@ -512,44 +606,37 @@ def prepare_cohort(
             found = [str(c) for c in chunk.columns]
             if not found and len(chunk) == 0:
                 continue  # an empty file: no header, no rows
-            run = _Run(key, _layout(found, cols, key, source, region), region)
+            layout = _layout(found, cols, key, source, region)
+            keep = [c for c in layout.extras if keep_columns is None or c in keep_columns]
+            run = _Run(key, layout, region, keep)
         if len(chunk):
             run.add(chunk, np.arange(rows_read + 1, rows_read + len(chunk) + 1, dtype=np.int64))
             rows_read += len(chunk)
 
-    extras = list(run.layout.extras.values()) if run else []
-    member_parts = run.member_parts if run else []
-    reject_parts = run.reject_parts if run else []
-    by_reason = run.by_reason if run else Counter()
-    unknown_regions = run.phones.unknown_regions if run else 0
-    del run  # free the caches before the final frames are built
-    if member_parts:
-        members = pd.concat(member_parts, ignore_index=True)
-    else:
-        members = pd.DataFrame({c: pd.Series(dtype=object) for c in (*MEMBER_COLUMNS, *extras)})
-    members = _text_or_none(members, extras)
-    members["row"] = members["row"].astype("int64")
-    if reject_parts:
-        rejects = pd.concat(reject_parts, ignore_index=True).sort_values(
-            "row", kind="stable", ignore_index=True
-        )
-    else:
-        rejects = pd.DataFrame(
-            {"row": pd.Series(dtype="int64"), **{c: pd.Series(dtype=object) for c in REJECT_COLUMNS[1:]}}
-        )
-    del member_parts, reject_parts
+    if run is None:
+        run = _Run(key, _Layout(None, None, None, None, {}), region, [])
+    member_columns = run.finish()
+    key_array = member_columns["key"]
+    extras = [run.layout.extras[c] for c in run.keep]
+    by_reason, unknown_regions = run.by_reason, run.phones.unknown_regions
+    rejects = (
+        pd.concat(run.reject_parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
+        if run.reject_parts
+        else _empty_rejects()
+    )
+    del run  # free the caches
 
     duplicates = by_reason.get(DUPLICATE, 0)
     stats: dict[str, Any] = {
         "source": source.describe(),
         "key": key,
         "rows_read": rows_read,
-        "members": len(members),
+        "members": len(key_array),
         "rejected": len(rejects),
         "invalid": len(rejects) - duplicates,
         "duplicates": duplicates,
         "rejected_by_reason": {k: int(v) for k, v in by_reason.most_common()},
-        "empty": len(members) == 0,
+        "empty": len(key_array) == 0,
         "chunks": chunks,
         "columns": extras,
     }
@@ -563,6 +650,4 @@ def prepare_cohort(
         stats["rejected"],
         duplicates,
     )
-    return PreparedCohort(
-        members=members, rejects=rejects, stats=stats, key=key, source=stats["source"], columns=extras
-    )
+    return PreparedCohort(member_columns, rejects, stats, key=key, source=stats["source"], extras=extras)

@@ -12,9 +12,12 @@ stored and folded, how the cohort becomes its plan, its lanes, and its words for
 
 from __future__ import annotations
 
+import contextlib
 import threading
+import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -143,7 +146,23 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
     planned_counts: tuple[str, ...] = ()
 
     # ------------------------------------------------------------------------ engine
+    @contextlib.contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Time one phase of the run (resume, prepare, plan, send, fold) for the summary and the log."""
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            phases = self.__dict__.setdefault("_phases", {})
+            phases[name] = phases.get(name, 0.0) + time.monotonic() - started
+
+    def phase_seconds(self) -> dict[str, float]:
+        phases = self.__dict__.get("_phases", {})
+        self.log.info("Time by phase: %s", ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
+        return {k: round(v, 3) for k, v in phases.items()}
+
     def execute(self, context: Context) -> dict[str, Any]:
+        self.__dict__["_phases"] = {}
         batch_size, max_removal_ratio = validate_sync_args(self.batch_size, self.max_removal_ratio)
         name = self.target_name()
         dry_run = self.is_dry_run()
@@ -181,11 +200,14 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         dry_run: bool,
     ) -> dict[str, Any]:
         facts = target.read_json("target.json", {}) or {}
-        snapshot = self.resume(target, dry_run)
-        prepared, work, rejects = self.prepare(context)
-        rejects_uri = self.report_rejects(context, target, prepared, rejects)
+        with self.phase("resume"):
+            snapshot = self.resume(target, dry_run)
+        with self.phase("prepare"):
+            prepared, work, rejects = self.prepare(context)
+            rejects_uri = self.report_rejects(context, target, prepared, rejects)
         self.check_work(prepared, work)
-        plan = self.plan(work, snapshot)
+        with self.phase("plan"):
+            plan = self.plan(work, snapshot)
         check_removal_guard(self.removals(plan), self.confirmed(snapshot), max_removal_ratio, self.what(name))
         counts, line = self.describe(name, plan, snapshot)
         calls = self.calls(plan, batch_size)
@@ -205,13 +227,14 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
             "rejects_uri": rejects_uri,
         }
         if dry_run:
-            summary.update(calls_planned=calls, seconds_bound=bound)
+            summary.update(calls_planned=calls, seconds_bound=bound, phases=self.phase_seconds())
             self.log.info("Dry run, nothing sent. Turn dry_run off to apply this plan.")
             planned = {k: summary[k] for k in self.planned_counts} | {"not_used": len(rejects)}
             return self.finish(
                 context, target, name, summary, counts=planned, size=self.confirmed(snapshot), dry_run=True
             )
         summary.update(self.apply_plan(context, target, name, facts, snapshot, work, plan, batch_size))
+        summary["phases"] = self.phase_seconds()
         summary["rejected"] = len(rejects) + summary["refused_by_infobip"]
         size = int(summary.pop("_size"))
         self.log.info(
@@ -281,9 +304,11 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         self.ensure_target(target, facts, plan)
         lanes = self.lanes(plan, batch_size, facts, tally)
         try:
-            BatchLanes(target, f"{run}:{uuid.uuid4().hex[:8]}").run(lanes)
+            with self.phase("send"):
+                BatchLanes(target, f"{run}:{uuid.uuid4().hex[:8]}").run(lanes)
         finally:
-            snapshot = self.fold(snapshot, recover(target))
-            self.write_snapshot(target, snapshot)
-            target.clear_journal()
+            with self.phase("fold"):
+                snapshot = self.fold(snapshot, recover(target))
+                self.write_snapshot(target, snapshot)
+                target.clear_journal()
         return snapshot

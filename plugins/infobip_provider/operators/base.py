@@ -102,13 +102,21 @@ class CohortOperator(BaseOperator):
 
     # ------------------------------------------------------------------- cohort
     def read_cohort(
-        self, context: Context, columns: IdentityColumns, key: str, default_region: str | None = "US"
+        self,
+        context: Context,
+        columns: IdentityColumns,
+        key: str,
+        default_region: str | None = "US",
+        keep_columns: Sequence[str] | None = None,
     ) -> PreparedCohort:
-        """Read and normalise the cohort the user named (rejects are kept, not yet written)."""
+        """Read and normalise the cohort the user named (rejects are kept, not yet written);
+        ``keep_columns``: the other columns the flow uses (``None``: all)."""
         from infobip_provider.cohorts import prepare_cohort
 
         source = cohort_source_for(self, context)
-        return prepare_cohort(source, columns, key=key, default_region=default_region)
+        return prepare_cohort(
+            source, columns, key=key, default_region=default_region, keep_columns=keep_columns
+        )
 
     def report_rejects(
         self,

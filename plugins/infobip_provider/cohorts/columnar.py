@@ -1,0 +1,140 @@
+"""Column-wise kernels for cohorts of millions: identities and set differences on Arrow arrays.
+
+Everything here works on whole columns (``pyarrow`` compute kernels, NumPy) instead of Python objects
+per member, so a 10-million-member cohort costs seconds and a few tens of bytes per member:
+
+- :func:`normalize_emails` gives exactly what :func:`~infobip_provider.cohorts.identities.normalize_email`
+  gives for each value. Plain ASCII text is trimmed, lower-cased and checked by Arrow's RE2 kernels;
+  the rare value holding a control character or a non-ASCII letter goes through the Python function
+  itself (Python and Arrow differ on what whitespace and lower case are there).
+- :func:`first_rows` finds each key's first row (the cohort's deduplication rule) by hashing the keys
+  once.
+- :func:`text_array` turns a column of Python text (a pandas chunk) into an Arrow string array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Any, overload
+
+from infobip_provider.cohorts.identities import _MAX_EMAIL, normalize_email
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+__all__ = ["EMAIL_RE2", "Ids", "first_rows", "is_in", "normalize_emails", "text_array"]
+
+_ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
+#: The address syntax of :data:`~infobip_provider.cohorts.identities.EMAIL_PATTERN` for RE2, which has
+#: no look-ahead: the local part's length (1 to 64) is checked apart, from the position of the ``@``.
+EMAIL_RE2 = rf"^{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}$"
+#: Values the Arrow path leaves to Python: control characters (Python strips some of them as
+#: whitespace) and anything beyond ASCII (Python lower-cases some of it into ASCII, e.g. the Kelvin sign).
+_NOT_PLAIN = r"[^\x20-\x7e]"
+
+
+def text_array(values: Any) -> pa.Array:
+    """Python text values (``None``/NaN for missing) as an Arrow string array."""
+    import pyarrow as pa
+
+    if isinstance(values, pa.ChunkedArray):
+        return values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, pa.Array):
+        return values
+    return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def normalize_emails(values: Any) -> pa.Array:
+    """Each value's normalised address, or null where it is missing or not a sound address."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    raw = text_array(values)
+    if len(raw) == 0:
+        return pa.array([], type=pa.string())
+    plain = pc.invert(pc.fill_null(pc.match_substring_regex(raw, _NOT_PLAIN), True))
+    text = pc.ascii_lower(pc.utf8_trim(raw, " "))
+    at = pc.find_substring(text, "@")  # the local part's length: RE2 has no look-ahead for it
+    sound = pc.and_(
+        pc.and_(pc.greater_equal(at, 1), pc.less_equal(at, 64)),
+        pc.and_(pc.less_equal(pc.utf8_length(text), _MAX_EMAIL), pc.match_substring_regex(text, EMAIL_RE2)),
+    )
+    out = pc.if_else(pc.and_(plain, sound), text, pa.scalar(None, pa.string()))
+    other = pc.and_(pc.invert(plain), pc.is_valid(raw))
+    if pc.any(other).as_py():  # rare: each such value through the Python function
+        odd = pc.filter(raw, other).to_pylist()
+        fixed = {v: normalize_email(v) for v in odd}
+        out = pc.replace_with_mask(out, other, pa.array([fixed[v] for v in odd], type=pa.string()))
+    return out
+
+
+def first_rows(keys: pa.Array) -> np.ndarray:
+    """For each position, the position where its key first appears (keys must not be null)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if len(keys) == 0:
+        return np.zeros(0, dtype=np.int64)
+    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
+    _, first = np.unique(codes, return_index=True)
+    return first[codes].astype(np.int64, copy=False)
+
+
+def is_in(values: pa.Array | pa.ChunkedArray, among: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean mask: which of ``values`` are among ``among`` (hashing ``among`` once)."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    if len(values) == 0:
+        return np.zeros(0, dtype=bool)
+    if len(among) == 0:
+        return np.zeros(len(values), dtype=bool)
+    mask = pc.is_in(values, value_set=text_array(among))
+    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
+
+
+class Ids(Sequence[str]):
+    """An Arrow string array seen as a sequence of ``str``: slices come out as lists, made only when
+    asked for (a plan of millions sends its ids batch by batch without a Python string per id)."""
+
+    def __init__(self, array: Any) -> None:
+        self.array = text_array(array)
+
+    def __len__(self) -> int:
+        return len(self.array)
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self.array))
+            if step != 1:
+                return self.array.to_pylist()[index]
+            return self.array.slice(start, max(0, stop - start)).to_pylist()
+        if index < 0:
+            index += len(self.array)
+        if not 0 <= index < len(self.array):
+            raise IndexError(index)
+        return self.array[index].as_py()
+
+    def __iter__(self) -> Iterator[str]:
+        for start in range(0, len(self.array), 65_536):
+            yield from self.array.slice(start, 65_536).to_pylist()
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Ids):
+            return self.array.equals(other.array)
+        if isinstance(other, Sequence) and not isinstance(other, str):
+            return len(other) == len(self) and list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = self[:5]
+        return f"Ids({shown}{' ...' if len(self) > 5 else ''}, {len(self)} in all)"

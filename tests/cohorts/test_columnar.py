@@ -1,0 +1,185 @@
+"""The column-wise cohort kernels give exactly what the per-value functions give.
+
+``normalize_emails`` is checked against ``normalize_email`` on drawn text (control characters, non-ASCII
+letters that lower-case into ASCII, spaces, lengths at the limits), and ``prepare_cohort`` against a
+plain per-row reading of the same rows (first row wins, every other row rejected with its reason).
+"""
+
+from __future__ import annotations
+
+import string
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from infobip_provider.cohorts import IdentityColumns, normalize_email, normalize_phone, prepare_cohort
+from infobip_provider.cohorts.columnar import first_rows, is_in, normalize_emails
+from infobip_provider.cohorts.sources import CohortSource
+
+ODD = [
+    "\x1c",
+    "\x1f",
+    "\x85",
+    "\xa0",
+    "\u212a",
+    "\u0130",
+    "\u2028",
+    "\t",
+    "\n",
+    " ",
+    "é",
+    "ß",
+    "\x00",
+    "@",
+    ".",
+]
+LOCAL = st.text(
+    alphabet=string.ascii_letters + string.digits + "._+-'" + "".join(ODD), min_size=0, max_size=70
+)
+DOMAIN = st.sampled_from(
+    ["x.com", "EXAMPLE.org", "a-b.co", "xn--p1ai", "b.c", "ex.xn--p1ai", "-a.com", "a..com"]
+)
+ADDRESS = st.one_of(
+    st.builds(
+        lambda pre, loc, dom, post: f"{pre}{loc}@{dom}{post}",
+        st.sampled_from(["", " ", "\t", "\x1c"]),
+        LOCAL,
+        DOMAIN,
+        st.sampled_from(["", " ", "\n", "\x1f", "\xa0"]),
+    ),
+    st.text(max_size=30),
+    st.none(),
+)
+
+
+@given(st.lists(ADDRESS, max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_normalize_emails_agrees_with_normalize_email(values):
+    assert normalize_emails(values).to_pylist() == [normalize_email(v) for v in values]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("a" * 64 + "@x.com", "a" * 64 + "@x.com"),
+        ("a" * 65 + "@x.com", None),
+        ("a@" + "b" * 63 + "." + "c" * 63 + "." + "d" * 63 + "." + "e" * 57 + ".com", None),  # 255 chars
+        ("\u212a@x.com", "k@x.com"),  # the Kelvin sign lower-cases to ASCII in Python
+        ("\x1cana@x.com\x1f", "ana@x.com"),  # Python strips these as whitespace
+        ("ana@x.com\xa0", "ana@x.com"),
+    ],
+)
+def test_normalize_emails_at_the_edges(raw, expected):
+    assert normalize_email(raw) == expected
+    assert normalize_emails([raw]).to_pylist() == [expected]
+
+
+def test_first_rows_and_is_in():
+    keys = pa.array(["b", "a", "b", "c", "a", "b"])
+    assert first_rows(keys).tolist() == [0, 1, 0, 3, 1, 0]
+    assert is_in(keys, pa.array(["a", "z"])).tolist() == [False, True, False, False, True, False]
+    assert is_in(keys, pa.array([], type=pa.string())).tolist() == [False] * 6
+
+
+class Rows(CohortSource):
+    """A source of given rows, in chunks of ``size`` (so duplicates cross chunks)."""
+
+    def __init__(self, frame: pd.DataFrame, size: int) -> None:
+        self.frame, self.size = frame, size
+
+    def iter_chunks(self, chunk_size: int = 100_000):
+        for i in range(0, max(len(self.frame), 1), self.size):
+            yield self.frame.iloc[i : i + self.size].reset_index(drop=True)
+
+    def describe(self) -> str:
+        return "rows"
+
+
+def reference(frame: pd.DataFrame, key: str) -> tuple[list[tuple], list[tuple]]:
+    """The cohort rule read row by row: members ``(key, email, phone, row, plan)`` and rejects."""
+    seen: dict[str, int] = {}
+    members, rejects = [], []
+    for row, (email_raw, phone_raw, plan) in enumerate(frame.itertuples(index=False), start=1):
+        email, phone = normalize_email(email_raw), normalize_phone(phone_raw, "US")
+        value = email_raw if key == "email" else phone_raw
+        k = email if key == "email" else phone
+        if key == "email_or_phone":
+            k = email if email is not None else phone
+            value = email_raw if email is not None else phone_raw
+        if k is None:
+            has_e, has_p = bool(email_raw and email_raw.strip()), bool(phone_raw and phone_raw.strip())
+            if key == "email_or_phone":
+                reason = {
+                    (True, True): "invalid email and phone",
+                    (True, False): "invalid email",
+                    (False, True): "invalid phone",
+                }.get((has_e, has_p), "missing identity")
+                value = (
+                    f"{email_raw} | {phone_raw}"
+                    if has_e and has_p
+                    else (email_raw if has_e else phone_raw if has_p else None)
+                )
+            else:
+                present = has_e if key == "email" else has_p
+                reason = (
+                    ("invalid email" if key == "email" else "invalid phone")
+                    if present
+                    else "missing identity"
+                )
+            rejects.append((row, None, value, reason))
+        elif k in seen:
+            rejects.append((row, k, value, f"duplicate of row {seen[k]}"))
+        else:
+            seen[k] = row
+            members.append((k, email, phone, row, plan))
+    return members, rejects
+
+
+CELL_EMAIL = st.one_of(
+    st.none(),
+    st.sampled_from(["ana@x.com", " ANA@x.com", "bo@y.org", "bad@", "", " ", "\u212a@x.com", "k@x.com"]),
+)
+CELL_PHONE = st.one_of(
+    st.none(),
+    st.sampled_from(["+1 415 555 2671", "(415) 555-2671", "14155552671", "12345", "", "+385 91 234 5678"]),
+)
+
+
+@given(
+    st.lists(st.tuples(CELL_EMAIL, CELL_PHONE, st.sampled_from(["pro", "free", None])), max_size=25),
+    st.sampled_from(["email", "phone", "email_or_phone"]),
+    st.integers(min_value=1, max_value=7),
+)
+@settings(max_examples=150, deadline=None)
+def test_prepare_cohort_agrees_with_a_row_by_row_reading(rows, key, size):
+    frame = pd.DataFrame(rows, columns=["email", "phone", "plan"], dtype=object)
+    prepared = prepare_cohort(Rows(frame, size), IdentityColumns(email="email", phone="phone"), key=key)
+    want_members, want_rejects = reference(frame, key)
+    got = [
+        (r.key, r.email, r.phone, r.row, r.plan)
+        for r in prepared.members[["key", "email", "phone", "row", "plan"]].itertuples(index=False)
+    ]
+    assert got == want_members
+    assert prepared.keys.to_pylist() == [m[0] for m in want_members]
+    got_rejects = [
+        tuple(r) for r in prepared.rejects[["row", "key", "value", "reason"]].itertuples(index=False)
+    ]
+    assert got_rejects == want_rejects
+    assert prepared.stats["members"] + prepared.stats["rejected"] == len(rows)
+
+
+def test_keep_columns_keeps_only_those(tmp_path):
+    frame = pd.DataFrame(
+        {"email": ["a@x.com", "b@x.com"], "plan": ["p", None], "city": ["Z", "S"]}, dtype=object
+    )
+    prepared = prepare_cohort(
+        Rows(frame, 1), IdentityColumns(email="email", phone=None), keep_columns=["plan"]
+    )
+    assert list(prepared.members.columns) == ["key", "email", "phone", "external_id", "row", "plan"]
+    assert prepared.members["plan"].tolist() == ["p", None]
+    lean = prepare_cohort(Rows(frame, 1), IdentityColumns(email="email", phone=None), keep_columns=())
+    assert list(lean.members.columns) == ["key", "email", "phone", "external_id", "row"]
+    assert lean.stats["columns"] == []
