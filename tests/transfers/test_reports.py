@@ -211,38 +211,123 @@ def _worker(env: dict[str, str]) -> subprocess.Popen[str]:
     return process
 
 
+#: SMS number prefix (valid Swiss mobiles) -> (sandbox outcome, expected bounce class) for the broadcast.
+BROADCAST_SMS = {
+    "41790": ("absent_subscriber", "soft_bounce"),
+    "41791": ("unknown_subscriber", "hard_bounce"),
+    "41792": ("rejected", "dropped"),
+    "41793": ("expired", "soft_bounce"),
+    "41794": ("barred", "hard_bounce"),
+    "41795": ("operator_failure", "soft_bounce"),
+    "41796": ("delivered", "delivered"),
+}
+
+
+def broadcast_sms(sandbox: SandboxProcess, folder: Path, count: int) -> dict[str, str]:
+    """An SMS broadcast (SmsBroadcastOperator) to ``count`` numbers over every outcome; number -> class."""
+    from infobip_provider.operators.sms import SmsBroadcastOperator
+
+    sandbox.set_sms_outcomes({prefix: outcome for prefix, (outcome, _) in BROADCAST_SMS.items()})
+    prefixes = list(BROADCAST_SMS)
+    numbers = [f"{prefixes[i % len(prefixes)]}{i:06d}" for i in range(count)]
+    cohort = folder / "sms.csv"
+    cohort.write_text("phone,first_name\n" + "".join(f"+{n},Ana\n" for n in numbers))
+    summary = run_operator(
+        SmsBroadcastOperator(
+            task_id="sms", text="Hi {{first_name}}", sender="InfoSMS", cohort_path=str(cohort)
+        )
+    )
+    assert summary["sent"] == count
+    return {n: BROADCAST_SMS[n[:5]][1] for n in numbers}
+
+
+def broadcast_email(sandbox: SandboxProcess, folder: Path, count: int) -> dict[str, str]:
+    """An email broadcast (EmailBroadcastOperator) to ``count`` addresses over every outcome; address -> class."""
+    from infobip_provider.operators.email import EmailBroadcastOperator
+
+    sandbox.set_email_outcomes({prefix: outcome for prefix, (outcome, _) in EMAIL_OUTCOMES.items()})
+    prefixes = list(EMAIL_OUTCOMES)
+    addresses = [f"{prefixes[i % len(prefixes)]}{i}@example.com" for i in range(count)]
+    cohort = folder / "email.csv"
+    cohort.write_text("email,first_name\n" + "".join(f"{a},Ana\n" for a in addresses))
+    summary = run_operator(
+        EmailBroadcastOperator(
+            task_id="email",
+            sender="Acme <news@acme.example>",
+            subject="Hi {{first_name}}",
+            text="Hello",
+            cohort_path=str(cohort),
+        )
+    )
+    assert summary["sent"] == count
+    return {a: EMAIL_OUTCOMES[a[:3]][1] for a in addresses}
+
+
+def classes_by_recipient(warehouse) -> dict[tuple[str, str], str]:
+    rows = records(
+        warehouse["conn_id"], f"SELECT channel, recipient, bounce_class FROM {warehouse['reports']}"
+    )
+    return {(str(c), str(r)): str(b) for c, r, b in rows}
+
+
+def run_worker(env: dict[str, str], timeout: float = 120) -> int:
+    return _worker(env).wait(timeout=timeout)
+
+
 @pytest.mark.slow
-def test_killed_at_random_points_loses_and_duplicates_nothing(sandbox, infobip_conn, warehouse):
-    rng = random.Random(17)
+def test_a_broadcast_of_10000_sms_and_10000_emails_reports_once_each_through_10_kills(
+    sandbox, infobip_conn, warehouse, tmp_path
+):
+    """10,000 SMS and 10,000 emails over every failure class; the collect task SIGKILLed at a random
+    point between fetching a page and inserting it, 10 times, then a lost answer on each pull
+    endpoint: the table ends with exactly one row per message, each with its bounce class."""
+    from tests.transfers.reports_worker import KILL_POINTS
+
+    started = time.monotonic()
+    expected = {("sms", n): c for n, c in broadcast_sms(sandbox, tmp_path, 10_000).items()}
+    expected.update({("email", a): c for a, c in broadcast_email(sandbox, tmp_path, 10_000).items()})
+    assert set(expected.values()) == {"delivered", "soft_bounce", "hard_bounce", "spam_bounce", "dropped"}
+    time.sleep(DELAY + 0.1)
     env = {
         **os.environ,
         **infobip_conn["env"],
         **warehouse["env"],
         "REPORTS_TABLE": warehouse["reports"],
+        "REPORTS_PAGE_SIZE": "100",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "plugins"), str(ROOT)]),
     }
-    expected: dict[str, str] = {}
-    kills = left_behind = 0
-    for _ in range(10):
-        expected.update(send(sandbox, 1500))
-        time.sleep(DELAY + 0.1)
-        for _attempt in range(2):  # up to two kills, then a run to the end
-            victim = _worker(env)
-            time.sleep(rng.uniform(0.0, 0.4))
-            if victim.poll() is None:
-                victim.send_signal(signal.SIGKILL)
-                kills += 1
-            victim.wait()
-            state = infobip_conn["state"]
-            left_behind += len(list(state.rglob("landed-*.json"))) + len(list(state.rglob("inflight.json")))
-        survivor = _worker(env)
-        assert survivor.wait(timeout=120) == 0
-        classes = table_classes(warehouse)
-        assert classes == expected  # exactly one row per message, with its class
-    count = records(warehouse["conn_id"], f"SELECT count(*) FROM {warehouse['reports']}")[0][0]
-    assert count == len(expected) == 15_000
-    assert kills >= 10
-    print(f"{kills} kills; {left_behind} of them left a landed page or a fetch under way behind")
+    rng = random.Random(17)
+    points = [*KILL_POINTS, *(rng.choice(KILL_POINTS) for _ in range(6))]
+    for trial, point in enumerate(points):
+        channels = "sms,email" if trial % 2 == 0 else "email,sms"
+        kill_at = f"{point}:{rng.randint(1, 12)}"
+        code = run_worker({**env, "REPORTS_CHANNELS": channels, "KILL_AT": kill_at})
+        assert code == -signal.SIGKILL, f"trial {trial} ({kill_at}) ended with {code} before its kill"
+        got = classes_by_recipient(warehouse)
+        wrong = {k: v for k, v in got.items() if expected.get(k) != v}
+        assert not wrong, f"after the kill at {kill_at}: {len(wrong)} rows unknown or with the wrong class"
+    sandbox.inject_fault("sms.reports", "commit_then_500")  # handed out, answer lost: rebuilt from logs
+    sandbox.inject_fault("email.reports", "commit_then_500")
+    assert run_worker({**env, "REPORTS_CHANNELS": "sms,email"}) == 1  # the SMS answer lost
+    assert run_worker({**env, "REPORTS_CHANNELS": "email,sms"}) == 1  # the email answer lost
+    assert run_worker({**env, "REPORTS_CHANNELS": "sms,email"}) == 0
+    assert classes_by_recipient(warehouse) == expected
+    count = records(
+        warehouse["conn_id"], f"SELECT count(*), count(DISTINCT message_id) FROM {warehouse['reports']}"
+    )
+    assert count == [(20_000, 20_000)]
+    sources = dict(
+        records(warehouse["conn_id"], f"SELECT source, count(*) FROM {warehouse['reports']} GROUP BY source")
+    )
+    assert sources.get("report", 0) > 0 and sources.get("logs", 0) > 0
+    assert not list(infobip_conn["state"].rglob("landed-*.json")) and not list(
+        infobip_conn["state"].rglob("inflight.json")
+    )
+    wall = time.monotonic() - started
+    print(
+        f"20,000 reports through {len(points)} kills and 2 lost answers in {wall:.1f} s; rows by source {sources}"
+    )
+    assert wall < 90
 
 
 def test_replies_mark_opt_outs(sandbox, infobip_conn, warehouse):
