@@ -17,12 +17,14 @@ from airflow.sdk import Param, dag
 from infobip_provider.operators.email import EmailBroadcastOperator
 from infobip_provider.params import (
     COHORT_ARGS,
+    RESPECT_ARGS,
     SAFETY,
     SCHEDULE,
     TARGET,
     cohort_params,
     dry_run_param,
     optional_text,
+    respect_params,
 )
 
 DEFAULT_SUBJECT = "{{first_name}}, your {{plan}} plan has news"
@@ -104,12 +106,14 @@ DEFAULT_SENDER = "Airflow demo <no-reply@example.com>"
             "When Infobip sends, ISO 8601 (e.g. 2026-06-01T09:00:00Z), at most 180 days ahead. Empty: now.",
             SCHEDULE,
         ),
+        **respect_params(),
     },
 )
 def infobip_email_broadcast():
     EmailBroadcastOperator(
         task_id="broadcast",
         **COHORT_ARGS,
+        **RESPECT_ARGS,
         email_column="email",
         sender="{{ params.sender }}",
         template_id="{{ params.template_id }}",

@@ -16,12 +16,14 @@ from airflow.sdk import Param, dag
 from infobip_provider.operators.sms import SmsBroadcastOperator
 from infobip_provider.params import (
     COHORT_ARGS,
+    RESPECT_ARGS,
     SAFETY,
     SCHEDULE,
     TARGET,
     cohort_params,
     dry_run_param,
     optional_text,
+    respect_params,
 )
 
 DEFAULT_TEXT = "Hi {{first_name}}, your {{plan}} plan now includes SMS alerts. Reply STOP to opt out."
@@ -77,6 +79,7 @@ DEFAULT_TEXT = "Hi {{first_name}}, your {{plan}} plan now includes SMS alerts. R
             "Empty: any time.",
             section=SCHEDULE,
         ),
+        **respect_params(),
     },
 )
 def infobip_sms_broadcast():
@@ -84,6 +87,7 @@ def infobip_sms_broadcast():
         task_id="broadcast",
         text="{{ params.text }}",
         **COHORT_ARGS,
+        **RESPECT_ARGS,
         phone_column="phone",
         country_column="country",
         sender="{{ params.sender }}",

@@ -17,10 +17,12 @@ from airflow.sdk import Param, dag
 from infobip_provider.operators.whatsapp import WhatsAppBroadcastOperator
 from infobip_provider.params import (
     COHORT_ARGS,
+    RESPECT_ARGS,
     SAFETY,
     TARGET,
     cohort_params,
     dry_run_param,
+    respect_params,
 )
 
 
@@ -94,12 +96,14 @@ from infobip_provider.params import (
             "numbers get the messages of the first cohort rows; the cohort gets nothing.",
             section=SAFETY,
         ),
+        **respect_params(),
     },
 )
 def infobip_whatsapp_broadcast():
     WhatsAppBroadcastOperator(
         task_id="broadcast",
         **COHORT_ARGS,
+        **RESPECT_ARGS,
         phone_column="phone",
         country_column="country",
         sender="{{ params.sender }}",

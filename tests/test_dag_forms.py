@@ -88,3 +88,35 @@ def test_a_file_and_a_query_is_a_clear_error(dags, dag_id):
 def test_empty_text_counts_as_not_given(dags, dag_id):
     found = source(dags[dag_id], {"cohort_path": "", "cohort_sql": "  "})
     assert isinstance(found, FileSource) and found.path == SAMPLE_COHORT
+
+
+BROADCASTS = ("infobip_sms_broadcast", "infobip_email_broadcast", "infobip_whatsapp_broadcast")
+
+
+@pytest.mark.parametrize("dag_id", BROADCASTS)
+def test_broadcasts_respect_the_recipient_from_the_form(dags, dag_id):
+    dag = dags[dag_id]
+    for name in ("quiet_hours", "max_per_person", "suppression_path"):
+        schema = dag.params.get_param(name).schema
+        assert dag.params[name] is None and nullable(schema), f"{dag_id}.{name} is optional"
+    assert dag.params["respect_suppression"] is True  # on unless the user unticks it
+    task = copy.deepcopy(dag.get_task(TASKS[dag_id]))
+    quiet = {"from": "21:00", "to": "09:00", "days": ["MONDAY"]}
+    cap = {"count": 1, "hours": 24}
+    params = {
+        **dag.params.dump(),
+        "quiet_hours": quiet,
+        "max_per_person": cap,
+        "suppression_path": "/data/dnc.csv",
+        "respect_suppression": False,
+        "default_timezone": "Europe/London",
+        "warehouse_conn_id": "dwh",
+    }
+    context = {"params": params, "run_id": "manual__form", "ds": "2026-03-02"}
+    task.render_template_fields(context)
+    assert task.quiet_hours == quiet and task.max_per_person == cap
+    assert task.suppression_path == "/data/dnc.csv" and task.respect_suppression is False
+    assert task.default_timezone == "Europe/London" and task.outcomes_conn_id == "dwh"
+    empty = copy.deepcopy(dag.get_task(TASKS[dag_id]))
+    empty.render_template_fields({"params": dag.params.dump(), "run_id": "m", "ds": "2026-03-02"})
+    assert empty.quiet_hours is None and empty.max_per_person is None and empty.respect_suppression is True

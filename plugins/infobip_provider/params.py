@@ -71,3 +71,62 @@ COHORT_ARGS = {
     "cohort_sql": "{{ params.cohort_sql }}",
     "cohort_conn_id": "{{ params.warehouse_conn_id }}",
 }
+
+
+def respect_params() -> dict[str, Param]:
+    """The broadcasts' params that respect the recipients: quiet hours in local time, a frequency cap
+    and the account's suppression list (see :mod:`infobip_provider.respect`)."""
+    return {
+        "quiet_hours": Param(
+            None,
+            type=["null", "object"],
+            title="Quiet hours (local time)",
+            description='No messages between these hours in each member\'s own time zone, e.g. {"from": '
+            '"21:00", "to": "09:00"} (send 09:00-21:00 local), optionally with "days": ["MONDAY", ...]. '
+            "The zone comes from a timezone column, else the phone number, else the default zone. Empty: "
+            "any time.",
+            section=SCHEDULE,
+        ),
+        "default_timezone": Param(
+            "UTC",
+            type="string",
+            minLength=1,
+            title="Default time zone",
+            description="The zone (e.g. Europe/London) of members whose row and number name none.",
+            section=SCHEDULE,
+        ),
+        "max_per_person": Param(
+            None,
+            type=["null", "object"],
+            title="Frequency cap",
+            description='At most this many messages per person on this channel, e.g. {"count": 1, '
+            '"hours": 24}: members who already got them from this library\'s broadcasts are skipped '
+            "(frequency_cap). Empty: no cap.",
+            section=SAFETY,
+        ),
+        "respect_suppression": Param(
+            True,
+            type="boolean",
+            title="Respect the suppression list",
+            description="Skip members who opted out (STOP replies), hard or spam bounced, or are on your "
+            "suppression file (reason: suppressed). Untick only to send to them on purpose.",
+            section=SAFETY,
+        ),
+        "suppression_path": optional_text(
+            "Suppression file",
+            "Your own do-not-contact list (CSV, Parquet or JSON Lines with a phone or email column): added "
+            "to the account's suppression list; giving the file again replaces what it listed before.",
+            SAFETY,
+        ),
+    }
+
+
+#: Operator arguments reading :func:`respect_params`; the outcomes tables are on the warehouse.
+RESPECT_ARGS = {
+    "quiet_hours": "{{ params.quiet_hours }}",
+    "default_timezone": "{{ params.default_timezone }}",
+    "max_per_person": "{{ params.max_per_person }}",
+    "respect_suppression": "{{ params.respect_suppression }}",
+    "suppression_path": "{{ params.suppression_path }}",
+    "outcomes_conn_id": "{{ params.warehouse_conn_id }}",
+}

@@ -132,7 +132,7 @@ def test_quiet_hours_and_a_utc_delivery_window_are_refused_together(sms, tmp_pat
 def test_without_quiet_hours_nothing_changes(sms, tmp_path):
     summary = sms_tests.run(sms_tests.make(sms, phone_cohort(tmp_path / "c.csv"), text="Hi"))
     assert len(sms.bodies) == 1 and "deliveryTimeWindow" not in str(sms.bodies)
-    assert summary["plan"]["respect"] == {"skipped": {}}
+    assert summary["plan"]["respect"]["skipped"] == {} and "quiet_hours" not in summary["plan"]["respect"]
 
 
 def test_email_members_get_zones_from_their_column_and_phone(tmp_path):

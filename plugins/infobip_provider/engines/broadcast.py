@@ -607,6 +607,17 @@ class BroadcastOperator(CohortOperator):
     :param max_per_person: ``{"count": 1, "hours": 24}``: members who already got ``count`` messages
         of this library's broadcasts on this channel within ``hours`` (read from the account's
         ledgers) are not sent, with the reason ``frequency_cap`` (templated). Never for test sends.
+    :param respect_suppression: skip the members on the account's suppression list (reason
+        ``suppressed``; see :mod:`infobip_provider.respect.suppression`); ``False`` turns it off for
+        this broadcast. Never for test sends.
+    :param suppression_path: a file (CSV, Parquet, JSON Lines; a ``phone`` or ``email`` column, else
+        the first) of addresses to add to the suppression list (templated).
+    :param suppression_sql: a query (or ``.sql`` file) on ``cohort_conn_id`` returning such addresses.
+    :param outcomes_conn_id: the SQL connection of the outcomes tables the reports DAG fills; when
+        given, their opt-outs and hard or spam bounces feed the suppression list before each broadcast.
+    :param replies_table: the replies table there (``opt_out`` rows suppress the sender everywhere).
+    :param reports_table: the delivery reports table there (``hard_bounce`` and ``spam_bounce`` rows
+        suppress the address on their channel).
     """
 
     kind = "broadcasts"
@@ -633,6 +644,12 @@ class BroadcastOperator(CohortOperator):
         "default_timezone",
         "timezone_column",
         "max_per_person",
+        "respect_suppression",
+        "suppression_path",
+        "suppression_sql",
+        "outcomes_conn_id",
+        "replies_table",
+        "reports_table",
     )
     #: Options the connection fills when a task leaves them empty.
     connection_defaults: ClassVar[tuple[str, ...]] = ("entity_id", "application_id")
@@ -650,6 +667,12 @@ class BroadcastOperator(CohortOperator):
         default_timezone: str = "UTC",
         timezone_column: str = "timezone",
         max_per_person: Mapping[str, Any] | str | None = None,
+        respect_suppression: bool | str = True,
+        suppression_path: str | None = None,
+        suppression_sql: str | None = None,
+        outcomes_conn_id: str | None = None,
+        replies_table: str | None = "infobip_replies",
+        reports_table: str | None = "infobip_delivery_reports",
         **kwargs: Any,
     ) -> None:
         options = {name: kwargs.pop(name, None) for name in self.option_names}
@@ -658,6 +681,12 @@ class BroadcastOperator(CohortOperator):
         self.default_timezone = default_timezone
         self.timezone_column = timezone_column
         self.max_per_person = max_per_person
+        self.respect_suppression = respect_suppression
+        self.suppression_path = suppression_path
+        self.suppression_sql = suppression_sql
+        self.outcomes_conn_id = outcomes_conn_id
+        self.replies_table = replies_table
+        self.reports_table = reports_table
         self.test_recipients = test_recipients
         self.batch_size = batch_size
         self.bulk_id = bulk_id
@@ -733,7 +762,8 @@ class BroadcastOperator(CohortOperator):
         plan = RespectPlan()
         now = datetime.fromtimestamp(self._clock(), UTC)
         if not test:
-            self._cap(recipients, plan, bulk_id, now)
+            self._suppress(context, recipients, plan, now)
+            self._cap(plan.keep(recipients), plan, bulk_id, now)
         self._quiet(prepared, plan.keep(recipients), plan, now)
         kept = plan.keep(recipients)
         if plan.skipped_ids and not test:
@@ -748,6 +778,120 @@ class BroadcastOperator(CohortOperator):
         if plan.skipped:
             summary["skipped_by_reason"] = {**summary["skipped_by_reason"], **plan.skipped}
             summary["skipped"] = sum(summary["skipped_by_reason"].values())
+
+    def _suppression_state(self) -> TargetState:
+        from infobip_provider.state import StateStore, TargetState
+
+        return TargetState(StateStore(self.hook.state_uri).root / self.hook.state_scope / "suppression")
+
+    def _suppress(
+        self, context: Context, recipients: Sequence[Any], plan: RespectPlan, now: datetime
+    ) -> None:
+        """Feed the account's suppression list (outcomes tables, the user's file or query) and skip the
+        members on it; a dry run reads what it would add without writing it."""
+        from infobip_provider.respect.plan import SUPPRESSED
+        from infobip_provider.respect.suppression import ANY_CHANNEL, SuppressionList
+
+        if not as_flag(self.respect_suppression, "respect_suppression"):
+            plan.notes.append("Suppression list not applied: respect_suppression is off for this broadcast")
+            plan.facts["suppression"] = {"applied": False}
+            return
+        listing = SuppressionList(self._suppression_state())
+        added_at = now.isoformat(timespec="seconds")
+        rows, replace, marks, notes = self._suppression_rows(context, listing, added_at)
+        dry_run = self.is_dry_run()
+        added = 0
+        if dry_run:  # writes nothing, takes no lock
+            frame = listing.read()
+        else:
+            with listing.state.lock("the suppression list", wait=float(self.lock_wait), log=self.log):
+                added = listing.merge(rows, replace, marks)
+                frame = listing.read()
+        suppressed = listing.addresses(self.channel_name, frame)
+        if dry_run:
+            suppressed |= {r[1] for r in rows if r[0] in (ANY_CHANNEL, self.channel_name)}
+        for r in recipients:
+            if r.to in suppressed:
+                plan.skip(r.message_id, SUPPRESSED)
+        plan.facts["suppression"] = {
+            "applied": True,
+            "uri": listing.uri,
+            "entries": len(frame),
+            "read_from_sources": len(rows),
+            "added": added,
+            "members_suppressed": plan.skipped[SUPPRESSED],
+        }
+        plan.notes.extend(f"Suppression list: {note}" for note in notes)
+        plan.notes.append(
+            f"Suppression list ({listing.uri}): {len(frame)} entries, {len(rows)} read from the outcomes "
+            f"tables and your list{' (not written: dry run)' if dry_run else f', {added} new'}; "
+            f"{plan.skipped[SUPPRESSED]} members suppressed"
+        )
+
+    def _suppression_rows(
+        self, context: Context, listing: Any, added_at: str
+    ) -> tuple[list[Any], list[str], dict[str, str], list[str]]:
+        """Rows from the outcomes tables (since their marks) and the user's file and query."""
+        from infobip_provider.operators.common import sql_text
+        from infobip_provider.respect.suppression import listed_rows, outcome_rows, source_name
+
+        rows: list[Any] = []
+        replace: list[str] = []
+        marks: dict[str, str] = {}
+        notes: list[str] = []
+        conn_id = as_text(self.outcomes_conn_id)
+        if conn_id:
+            try:
+                from airflow.sdk import BaseHook
+
+                hook = BaseHook.get_connection(conn_id).get_hook()
+            except Exception as exc:
+                notes.append(f"the outcomes connection {conn_id!r} is not usable ({type(exc).__name__})")
+            else:
+                refresh = outcome_rows(
+                    hook,
+                    replies_table=as_text(self.replies_table),
+                    reports_table=as_text(self.reports_table),
+                    marks=listing.marks(),
+                    added_at=added_at,
+                )
+                rows += refresh.rows
+                marks.update(refresh.marks)
+                notes += refresh.notes
+        path, sql = as_text(self.suppression_path), as_text(self.suppression_sql)
+        normalize = self._address_normalizer()
+        if path:
+            from infobip_provider.cohorts import FileSource
+
+            name = source_name("file", path)
+            rows += listed_rows(_read_all(FileSource(path)), self.identity, name, added_at, normalize)
+            replace.append(name)
+        if sql:
+            from infobip_provider.cohorts import SqlSource
+
+            text = sql_text(sql, self, context)
+            name = source_name("sql", text)
+            source = SqlSource(text, as_text(self.cohort_conn_id) or "warehouse_default")
+            rows += listed_rows(_read_all(source), self.identity, name, added_at, normalize)
+            replace.append(name)
+        return rows, replace, marks, notes
+
+    def _address_normalizer(self) -> Callable[[Any], str | None]:
+        from infobip_provider.cohorts import normalize_email, normalize_phone
+
+        if self.identity == "email":
+            return lambda v: normalize_email(str(v)) if v is not None else None
+        region = as_text(getattr(self, "default_region", None))
+
+        def phone(value: Any) -> str | None:
+            if value is None:
+                return None
+            try:
+                return normalize_phone(str(value), region)
+            except ValueError:
+                return None
+
+        return phone
 
     def _cap(self, recipients: Sequence[Any], plan: RespectPlan, bulk_id: str, now: datetime) -> None:
         """Skip members who got ``max_per_person`` messages on this channel within its hours."""
@@ -1015,6 +1159,14 @@ class BroadcastOperator(CohortOperator):
         self.log.warning(
             "The bulk id %s was started by another run; continuing it (allow_bulk_id_reuse)", bulk_id
         )
+
+
+def _read_all(source: Any) -> Any:
+    """Every row of a file or query source as one frame."""
+    import pandas as pd
+
+    chunks = list(source.iter_chunks())
+    return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
 
 
 def cohort_columns(identity_column: str, identity: str, member_columns: Sequence[str]) -> dict[str, str]:

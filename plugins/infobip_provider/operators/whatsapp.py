@@ -108,6 +108,8 @@ class WhatsAppBroadcastOperator(PhoneBroadcastOperator):
     ui_color = "#43aa8b"
 
     option_names = WHATSAPP_OPTION_NAMES
+    channel_name = "whatsapp"
+    takes_windows = False  # WhatsApp messages take no delivery window: quiet members wait for a later try
     token_fields = ("text", "failover_text")
 
     def __init__(
@@ -156,15 +158,27 @@ class WhatsAppBroadcastOperator(PhoneBroadcastOperator):
         with paused_gc():
             prepared = self._read_cohort(context, columns, options)
             recipients, empty = self._recipients(bulk_id, prepared, columns, options, test_numbers)
+            recipients, respect = self.respect(
+                context, prepared, recipients, bulk_id, test=bool(test_numbers)
+            )
         summary = self._plan_summary(
             bulk_id, dry_run, test_numbers, prepared, recipients, empty, options, columns
         )
+        self.respect_summary(summary, respect)
         if dry_run:
             return self._dry_run(summary, recipients, options, preview_rows)
         channel = WhatsAppChannel(self.hook, options)
         confirmed = self._confirm_from_reports(channel, bulk_id, recipients)
         _, result = self.deliver(
-            context, prepared, bulk_id, channel, recipients, explicit=explicit, on_unconfirmed=on_unconfirmed
+            context,
+            prepared,
+            bulk_id,
+            channel,
+            recipients,
+            explicit=explicit,
+            on_unconfirmed=on_unconfirmed,
+            respect=respect,
+            test=bool(test_numbers),
         )
         summary.update(result)
         summary["confirmed_by_reports"] = len(confirmed)

@@ -1,0 +1,225 @@
+"""The suppression list of an Infobip account: addresses that must get no broadcast, in the state store.
+
+**Where.** ``<state_uri>/<account>/suppression/suppression.parquet``, and the same rows as
+``suppression.csv`` beside it (any tool, the UI or a transfer reads either), one row per address and
+channel: ``channel`` (``*`` for every channel of the address, or ``sms``, ``email``, ``whatsapp``),
+``address`` (E.164 digits without ``+``, or a lower-case email address), ``reason`` (``opt_out``,
+``hard_bounce``, ``spam_bounce``, ``listed``), ``source`` (``replies:<table>``, ``reports:<table>``,
+``file:<path>``, ``sql:<hash>``), ``added_at`` (ISO 8601 UTC) and ``detail`` (the opt-out word or the
+error name). ``sources.json`` keeps how far each outcomes table was read.
+
+**What feeds it.** The outcomes tables the reports DAG fills (:mod:`infobip_provider.transfers.reports_to_sql`):
+replies marked ``opt_out`` (an opt-out by SMS or WhatsApp suppresses the number on every channel) and
+delivery reports whose ``bounce_class`` is ``hard_bounce`` (a permanent failure) or ``spam_bounce``
+(on their own channel); and the user's own list per broadcast (a file or a query, on every channel),
+kept under its source: giving the same file again replaces what it listed before. Rows are never
+deleted otherwise: remove one from both files (or give ``respect_suppression=False`` on a broadcast).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from infobip_provider.state import TargetState
+
+COLUMNS = ("channel", "address", "reason", "source", "added_at", "detail")
+ANY_CHANNEL = "*"
+PARQUET = "suppression.parquet"
+CSV = "suppression.csv"
+SOURCES = "sources.json"
+#: Bounce classes that suppress an address on its channel.
+SUPPRESSING_BOUNCES = ("hard_bounce", "spam_bounce")
+
+Row = tuple[str, str, str, str, str, str | None]
+
+
+def now_iso(clock: float | None = None) -> str:
+    moment = datetime.now(UTC) if clock is None else datetime.fromtimestamp(clock, UTC)
+    return moment.isoformat(timespec="seconds")
+
+
+def normalize_address(value: Any) -> str | None:
+    """An address as the list keeps it: an email lower-cased, a number as its digits."""
+    text = str(value or "").strip()
+    if not text:
+        return None
+    if "@" in text:
+        return text.lower()
+    digits = "".join(c for c in text if c.isdigit())
+    return digits or None
+
+
+@dataclass
+class Refresh:
+    """What one refresh read: rows per source, and the outcome tables' new marks."""
+
+    rows: list[Row]
+    marks: dict[str, str]
+    notes: list[str]
+
+
+class SuppressionList:
+    """The account's suppression list in its state folder (``<state_uri>/<account>/suppression``)."""
+
+    def __init__(self, state: TargetState) -> None:
+        self.state = state
+
+    @property
+    def uri(self) -> str:
+        return str(self.state.root / PARQUET)
+
+    def read(self) -> pd.DataFrame:
+        import pandas as pd
+
+        path = self.state.root / PARQUET
+        if not path.exists():
+            return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
+        with path.open("rb") as fh:
+            frame = pd.read_parquet(fh)
+        return frame.astype(object)
+
+    def write(self, frame: pd.DataFrame) -> None:
+        buffer = io.BytesIO()
+        frame = frame.reset_index(drop=True)
+        frame.to_parquet(buffer, index=False)
+        self.state._atomic_write(PARQUET, buffer.getvalue())
+        self.state._atomic_write(CSV, frame.to_csv(index=False).encode())
+
+    def marks(self) -> dict[str, str]:
+        return dict(self.state.read_json(SOURCES) or {})
+
+    def merge(
+        self, rows: Sequence[Row], replace_sources: Iterable[str] = (), marks: dict[str, str] | None = None
+    ) -> int:
+        """Add ``rows`` (one per channel and address: the first reason stays), dropping earlier rows of
+        ``replace_sources`` first; returns how many rows are new."""
+        import pandas as pd
+
+        current = self.read()
+        before = len(current)
+        replaced = set(replace_sources)
+        if replaced and len(current):
+            current = current[~current["source"].isin(replaced)]
+        known = set(zip(current["channel"].tolist(), current["address"].tolist()))
+        fresh: list[Row] = []
+        for row in rows:
+            key = (row[0], row[1])
+            if key not in known:
+                known.add(key)
+                fresh.append(row)
+        if fresh or len(current) != before:
+            frame = pd.concat(
+                [current, pd.DataFrame(fresh, columns=list(COLUMNS), dtype=object)], ignore_index=True
+            )
+            self.write(frame)
+        if marks:
+            self.state.write_json(SOURCES, {**self.marks(), **marks})
+        return len(fresh)
+
+    def addresses(self, channel: str, frame: pd.DataFrame | None = None) -> set[str]:
+        """The addresses suppressed on ``channel`` (its own rows and those for every channel)."""
+        frame = self.read() if frame is None else frame
+        if frame.empty:
+            return set()
+        mask = frame["channel"].isin([ANY_CHANNEL, channel])
+        return set(frame.loc[mask, "address"].tolist())
+
+
+# ----------------------------------------------------------------------------------- sources
+def _records(hook: Any, sql: str) -> list[Sequence[Any]]:
+    return list(hook.get_records(sql) or [])
+
+
+def outcome_rows(
+    hook: Any,
+    *,
+    replies_table: str | None,
+    reports_table: str | None,
+    marks: dict[str, str],
+    added_at: str,
+) -> Refresh:
+    """New opt-outs and hard or spam bounces in the outcomes tables since their marks.
+
+    A table that cannot be read (not there yet: the reports DAG never ran) is noted and skipped.
+    """
+    from infobip_provider.warehouse import check_table_name
+
+    out = Refresh([], {}, [])
+    queries = []
+    if replies_table:
+        table = check_table_name(replies_table)
+        queries.append(
+            (
+                f"replies:{table}",
+                f"SELECT sender, opt_out_word, collected_at FROM {table} WHERE opt_out",
+            )
+        )
+    if reports_table:
+        table = check_table_name(reports_table)
+        classes = ", ".join(f"'{c}'" for c in SUPPRESSING_BOUNCES)
+        queries.append(
+            (
+                f"reports:{table}",
+                f"SELECT channel, recipient, bounce_class, error_name, collected_at FROM {table} "
+                f"WHERE bounce_class IN ({classes})",
+            )
+        )
+    for source, sql in queries:
+        mark = marks.get(source)
+        if mark:
+            sql += f" AND collected_at >= '{mark}'"  # a mark this module wrote: a timestamp's text
+        try:
+            records = _records(hook, sql)
+        except Exception as exc:  # a missing table, a connection that is not there
+            out.notes.append(f"{source} not read ({type(exc).__name__}): the list is used as it is")
+            continue
+        latest = mark or ""
+        for record in records:
+            if source.startswith("replies:"):
+                sender, word, collected = record
+                address = normalize_address(sender)
+                if address:
+                    out.rows.append((ANY_CHANNEL, address, "opt_out", source, added_at, word))
+            else:
+                channel, recipient, bounce, error_name, collected = record
+                address = normalize_address(recipient)
+                if address:
+                    out.rows.append(
+                        (str(channel or ANY_CHANNEL), address, str(bounce), source, added_at, error_name)
+                    )
+            text = str(collected or "")
+            if text > latest:
+                latest = text
+        if latest:
+            out.marks[source] = latest
+    return out
+
+
+def listed_rows(frame: pd.DataFrame, identity: str, source: str, added_at: str, normalize: Any) -> list[Row]:
+    """The user's own list (a file's or a query's rows): the ``identity`` column (``phone`` or
+    ``email``) when present, else the first column; each value normalised, for every channel."""
+    if frame.empty or not len(frame.columns):
+        return []
+    lowered = {str(c).strip().lower(): c for c in frame.columns}
+    column = lowered.get(identity, frame.columns[0])
+    rows: list[Row] = []
+    for value in frame[column].tolist():
+        address = normalize(value)
+        if address:
+            rows.append((ANY_CHANNEL, address, "listed", source, added_at, None))
+    return rows
+
+
+def source_name(kind: str, text: str) -> str:
+    """``file:<path>`` or ``sql:<hash of the query>``."""
+    if kind == "file":
+        return f"file:{text}"
+    return "sql:" + hashlib.sha256(text.strip().encode()).hexdigest()[:12]

@@ -1,0 +1,263 @@
+"""The suppression list: fed by opt-out replies and hard/spam bounces (the outcomes tables, read since
+their marks) and by the user's own file, kept per account as Parquet and CSV; every broadcast skips
+the suppressed with the reason ``suppressed``, counts them in its dry run, and turns it off only with
+``respect_suppression=False``."""
+
+from __future__ import annotations
+
+import csv
+import json
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+
+from infobip_provider.outcomes import (
+    REPLY_COLUMNS,
+    REPLY_KEY,
+    REPORT_COLUMNS,
+    REPORT_KEY,
+    opt_out_words,
+    reply_row,
+    report_row,
+)
+from infobip_provider.respect.suppression import (
+    CSV,
+    PARQUET,
+    SuppressionList,
+    listed_rows,
+    normalize_address,
+    outcome_rows,
+)
+from infobip_provider.state import TargetState
+from infobip_provider.warehouse import SqlTable
+from tests.operators import test_email_operator as email_tests
+from tests.operators import test_sms_operator as sms_tests
+
+T0 = datetime(2026, 11, 24, 10, 0, tzinfo=UTC).timestamp()
+
+
+@pytest.fixture
+def outcomes(tmp_path, monkeypatch):
+    """The outcomes tables the reports DAG fills, on SQLite (connection ``outcomes``)."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OUTCOMES", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "dwh.db")})
+    )
+    replies = SqlTable("outcomes", "infobip_replies", REPLY_COLUMNS, REPLY_KEY)
+    reports = SqlTable("outcomes", "infobip_delivery_reports", REPORT_COLUMNS, REPORT_KEY)
+    replies.ensure()
+    reports.ensure()
+    return {"replies": replies, "reports": reports}
+
+
+def reply(replies: SqlTable, sender: str, text: str, collected_at: str, message_id: str) -> None:
+    item = {"messageId": message_id, "from": sender, "to": "447860099299", "text": text}
+    replies.upsert([reply_row("sms", item, opt_out_words(), collected_at)])
+
+
+def report(reports: SqlTable, channel: str, to: str, status: str, error: dict, collected_at: str, mid: str):
+    item = {"messageId": mid, "bulkId": "b", "to": to, "status": {"groupName": status}, "error": error}
+    reports.upsert([report_row(channel, item, source="reports", collected_at=collected_at)])
+
+
+def phones_cohort(path, phones) -> str:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["phone", "first_name", "plan"])
+        for i, phone in enumerate(phones):
+            writer.writerow([f"+{phone}", f"N{i}", "pro"])
+    return str(path)
+
+
+def sms_run(fake, cohort, run_id="manual__1", **kwargs):
+    op = sms_tests.make(fake, cohort, text="Hi {{first_name}}", outcomes_conn_id="outcomes", **kwargs)
+    op._clock = lambda: T0
+    return sms_tests.run(op, run_id)
+
+
+def rejects(summary) -> dict[str, str]:
+    with open(summary["rejects_uri"].removeprefix("file://"), encoding="utf-8") as fh:
+        return {row["key"]: row["reason"] for row in csv.DictReader(fh)}
+
+
+def test_an_opt_out_reply_keeps_the_number_out_of_the_next_sms_broadcast(tmp_path, outcomes):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(10)
+    cohort = phones_cohort(tmp_path / "c.csv", numbers)
+    reply(outcomes["replies"], numbers[3], "Stop please", "2026-11-24 09:00:00.000", "r1")
+    reply(outcomes["replies"], numbers[4], "Thanks!", "2026-11-24 09:00:00.000", "r2")  # not an opt-out
+    # a dry run counts the suppressed before anything is sent (and writes nothing)
+    plan = sms_run(fake, cohort, dry_run=True)
+    assert plan["recipients"] == 9 and plan["skipped_by_reason"]["suppressed"] == 1
+    assert plan["plan"]["respect"]["suppression"]["members_suppressed"] == 1
+    assert not (tmp_path / "state" / "fp-test" / "suppression" / PARQUET).exists()
+    summary = sms_run(fake, cohort)
+    sent = {m["to"] for m in fake.messages}
+    assert sent == set(numbers) - {numbers[3]}
+    assert summary["skipped_by_reason"]["suppressed"] == 1
+    assert rejects(summary)[numbers[3]] == "suppressed"
+    # the list is a table anyone can read: Parquet and CSV, with the reason and the source
+    folder = tmp_path / "state" / "fp-test" / "suppression"
+    listed = pd.read_csv(folder / CSV, dtype=str)
+    assert listed.to_dict("records") == [
+        {
+            "channel": "*",
+            "address": numbers[3],
+            "reason": "opt_out",
+            "source": "replies:infobip_replies",
+            "added_at": "2026-11-24T10:00:00+00:00",
+            "detail": "STOP",
+        }
+    ]
+    assert pd.read_parquet(folder / PARQUET)["address"].tolist() == [numbers[3]]
+    assert json.loads((folder / "sources.json").read_text()) == {
+        "replies:infobip_replies": "2026-11-24 09:00:00.000"
+    }
+
+
+def test_respect_suppression_false_turns_it_off_explicitly(tmp_path, outcomes):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(5)
+    reply(outcomes["replies"], numbers[0], "STOP", "2026-11-24 09:00:00.000", "r1")
+    summary = sms_run(fake, phones_cohort(tmp_path / "c.csv", numbers), respect_suppression=False)
+    assert summary["sent"] == 5 and "suppressed" not in summary["skipped_by_reason"]
+    assert summary["plan"]["respect"]["suppression"] == {"applied": False}
+
+
+def test_an_sms_hard_bounce_suppresses_on_sms_only_and_a_soft_one_not_at_all(tmp_path, outcomes):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(4)
+    report(
+        outcomes["reports"],
+        "sms",
+        numbers[0],
+        "UNDELIVERABLE",
+        {"groupName": "HANDSET_ERRORS", "permanent": True},
+        "2026-11-24 09:00:00.000",
+        "m1",
+    )
+    report(
+        outcomes["reports"],
+        "sms",
+        numbers[1],
+        "UNDELIVERABLE",
+        {"groupName": "HANDSET_ERRORS", "permanent": False},
+        "2026-11-24 09:00:00.000",
+        "m2",
+    )
+    summary = sms_run(fake, phones_cohort(tmp_path / "c.csv", numbers))
+    assert {m["to"] for m in fake.messages} == set(numbers[1:])
+    assert summary["skipped_by_reason"]["suppressed"] == 1
+    listing = SuppressionList(TargetState(_folder(tmp_path)))
+    assert listing.addresses("sms") == {numbers[0]} and listing.addresses("whatsapp") == set()
+
+
+def _folder(tmp_path):
+    from airflow.sdk import ObjectStoragePath
+
+    return ObjectStoragePath("file://" + str(tmp_path / "state" / "fp-test" / "suppression"))
+
+
+def test_a_hard_bounce_keeps_an_address_out_of_the_next_email_broadcast(tmp_path, outcomes):
+    fake = email_tests.FakeEmail(str(tmp_path / "state"))
+    path = tmp_path / "e.csv"
+    path.write_text("email,first_name,plan\nana@x.example,Ana,pro\nbob@x.example,Bob,pro\n")
+    report(
+        outcomes["reports"],
+        "email",
+        "Ana@X.example",
+        "UNDELIVERABLE",
+        {"groupName": "HANDSET_ERRORS", "name": "EC_INVALID_RECIPIENT", "permanent": True},
+        "2026-11-24 09:00:00.000",
+        "e1",
+    )
+    op = email_tests.make(fake, str(path), outcomes_conn_id="outcomes")
+    op._clock = lambda: T0
+    summary = email_tests.run(op)
+    assert [e["to"] for e in fake.emails] == ["bob@x.example"]
+    assert summary["skipped_by_reason"]["suppressed"] == 1
+
+
+def test_the_outcomes_tables_are_read_from_their_marks_on(tmp_path, outcomes):
+    listing = SuppressionList(TargetState(_folder(tmp_path)))
+    hook = outcomes["replies"].hook
+    reply(outcomes["replies"], "41790000001", "STOP", "2026-11-24 09:00:00.000", "r1")
+    first = outcome_rows(
+        hook,
+        replies_table="infobip_replies",
+        reports_table="infobip_delivery_reports",
+        marks={},
+        added_at="t",
+    )
+    assert [r[1] for r in first.rows] == ["41790000001"]
+    assert listing.merge(first.rows, marks=first.marks) == 1
+    reply(outcomes["replies"], "41790000002", "quit", "2026-11-24 11:00:00.000", "r2")
+    second = outcome_rows(
+        hook, replies_table="infobip_replies", reports_table=None, marks=listing.marks(), added_at="t"
+    )
+    # from the mark on (>=, so rows of the same instant are never lost): the new one, the old one again
+    assert {r[1] for r in second.rows} == {"41790000001", "41790000002"}
+    assert listing.merge(second.rows, marks=second.marks) == 1
+    assert listing.marks() == {"replies:infobip_replies": "2026-11-24 11:00:00.000"}
+    assert listing.addresses("email") == {"41790000001", "41790000002"}
+
+
+def test_a_missing_outcomes_table_is_noted_not_fatal(tmp_path, monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EMPTYDB", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "e.db")})
+    )
+    from airflow.sdk import BaseHook
+
+    hook = BaseHook.get_connection("emptydb").get_hook()
+    got = outcome_rows(
+        hook,
+        replies_table="infobip_replies",
+        reports_table="infobip_delivery_reports",
+        marks={},
+        added_at="t",
+    )
+    assert got.rows == [] and len(got.notes) == 2 and "not read" in got.notes[0]
+
+
+def test_a_users_file_feeds_the_list_and_replaces_what_it_listed_before(tmp_path):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(6)
+    cohort = phones_cohort(tmp_path / "c.csv", numbers)
+    mine = tmp_path / "dnc.csv"
+    mine.write_text(f"phone\n+{numbers[0]}\n+{numbers[1]}\nnot a number\n")
+    op = sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine))
+    first = sms_tests.run(op, "manual__1")
+    assert first["sent"] == 4 and first["skipped_by_reason"]["suppressed"] == 2
+    mine.write_text(f"phone\n+{numbers[1]}\n")  # number 0 is off the user's list now
+    second = sms_tests.run(sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine)), "manual__2")
+    assert second["sent"] == 5
+    assert {m["to"] for m in fake.messages if m["bulkId"] == sms_tests.bulk("manual__2")} == set(numbers) - {
+        numbers[1]
+    }
+    # without the file, the list still holds what it listed last
+    third = sms_tests.run(sms_tests.make(fake, cohort, text="Hi"), "manual__3")
+    assert third["sent"] == 5
+
+
+def test_test_sends_ignore_the_list(tmp_path):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(3)
+    mine = tmp_path / "dnc.csv"
+    mine.write_text(f"phone\n+{numbers[0]}\n")
+    op = sms_tests.make(
+        fake,
+        phones_cohort(tmp_path / "c.csv", numbers),
+        text="Hi",
+        suppression_path=str(mine),
+        test_recipients=[f"+{numbers[0]}"],
+    )
+    summary = sms_tests.run(op)
+    assert summary["sent"] == 1 and {m["to"] for m in fake.messages} == {numbers[0]}
+
+
+def test_listed_rows_and_addresses():
+    frame = pd.DataFrame({"Email": ["A@x.example", None, "b@x.example"]})
+    rows = listed_rows(frame, "email", "file:x", "t", normalize_address)
+    assert [r[1] for r in rows] == ["a@x.example", "b@x.example"]
+    frame = pd.DataFrame({"number": ["+41 79 000 00 01"]})  # no identity column: the first
+    assert listed_rows(frame, "phone", "file:y", "t", normalize_address)[0][1] == "41790000001"
