@@ -290,6 +290,7 @@ REPORT_COLUMNS: tuple[Column, ...] = (
     ("collected_at", "TIMESTAMP"),
 )
 REPORT_KEY = ("channel", "message_id")
+_UTC_MILLIS = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+0000\Z")
 
 
 def message_timestamp(value: Any) -> str | None:
@@ -297,6 +298,8 @@ def message_timestamp(value: Any) -> str | None:
     if not value:
         return None
     text = str(value)
+    if _UTC_MILLIS.match(text):  # Infobip's usual form, already UTC: no parsing needed
+        return f"{text[:10]} {text[11:23]}"
     for fmt in ("%Y-%m-%dT%H:%M:%S.%f%z", "%Y-%m-%dT%H:%M:%S%z"):
         try:
             moment = datetime.strptime(text, fmt)

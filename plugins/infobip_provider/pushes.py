@@ -17,6 +17,7 @@ message (:func:`reported`), read by :class:`infobip_provider.whatsapp.WhatsAppCh
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -62,6 +63,13 @@ def _group(item: Mapping[str, Any]) -> str:
     return str((item.get("status") or {}).get("groupName") or "UNKNOWN")
 
 
+def land_page(state: TargetState, name: str, page: Mapping[str, Any]) -> None:
+    """Write a page of items durably and atomically (temporary file, fsync, rename), as compact JSON:
+    a page of 1000 reports is written in milliseconds (``write_json``'s indented form takes ten times
+    longer)."""
+    state._atomic_write(name, json.dumps(page, separators=(",", ":"), ensure_ascii=False).encode())
+
+
 def land_push(
     store: StateStore, scope: str, kind: str, channel: str, items: Sequence[Mapping[str, Any]]
 ) -> str:
@@ -75,8 +83,9 @@ def land_push(
         for item in items:
             by_bulk.setdefault(item.get("bulkId") or None, {})[str(item["messageId"])] = _group(item)
         for bulk_id, ids in by_bulk.items():
-            bulk_reports(store, scope, bulk_id).write_json(name, {"messageIds": ids})
-    inbox(store, scope, kind, channel).write_json(
+            land_page(bulk_reports(store, scope, bulk_id), name, {"messageIds": ids})
+    land_page(
+        inbox(store, scope, kind, channel),
         name,
         {"kind": kind, "channel": channel, "items": list(items), "received_at": time.time()},
     )
@@ -109,7 +118,7 @@ def take_pushes(
 ) -> None:
     """Move the pushes ``names`` (holding ``items``) from an inbox into ``target`` as one landed page
     ``landed``: the page is written durably before any push is deleted."""
-    target.write_json(landed, {"channel": channel, "items": items, "source": "push"})
+    land_page(target, landed, {"channel": channel, "items": items, "source": "push"})
     for name in names:
         source.delete(name)
 

@@ -51,14 +51,14 @@ def arm(point: str, n: int) -> None:
 
         InfobipReportsToSqlOperator.fetch = fetched  # type: ignore[method-assign]
     elif point == "landed":
-        write_json = TargetState.write_json
+        atomic_write = TargetState._atomic_write
 
-        def landed(self: TargetState, name: str, value: Any) -> None:
-            write_json(self, name, value)
+        def landed(self: TargetState, name: str, data: bytes) -> None:
+            atomic_write(self, name, data)
             if name.startswith("landed-") and hit():
                 die()
 
-        TargetState.write_json = landed  # type: ignore[method-assign]
+        TargetState._atomic_write = landed  # type: ignore[method-assign]
     elif point in ("upserting", "upserted"):
         upsert = SqlTable.upsert
 

@@ -7,7 +7,8 @@ travels through the state store:
 1. ``inflight.json`` is written before the request (a fetch is under way);
 2. the answer is written whole to ``landed-<seq>.json`` (atomic: temporary file, fsync, rename),
    then ``inflight.json`` is removed;
-3. the page's rows are upserted by ``(channel, message_id)`` in one transaction;
+3. the page's rows are upserted by ``(channel, message_id)`` in one transaction (in a worker thread,
+   while the next page is fetched: at most one upsert is under way);
 4. the landed file is removed.
 
 A run that starts (a retry after a kill, or the next scheduled run) first upserts every landed page
@@ -24,6 +25,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import AssetAlias, BaseOperator
@@ -44,6 +46,7 @@ from infobip_provider.outcomes import (
     reply_row,
     report_row,
 )
+from infobip_provider.pushes import land_page
 from infobip_provider.transfers.common import EXPORTS, asset_uri, emit_asset, positive_int, text_list
 from infobip_provider.values import as_text
 
@@ -64,6 +67,40 @@ def landed_names(state: TargetState) -> list[str]:
         return []
     names = [p.name for p in state.root.iterdir() if p.name.startswith(LANDED_PREFIX)]
     return sorted(n for n in names if n.endswith(".json"))
+
+
+class _Inserter:
+    """Inserts landed pages one at a time in a worker thread, so that the next page is fetched while
+    the last one is upserted; a page's landed file is removed once its upsert committed.
+
+    :meth:`insert` waits for the page before (at most one upsert in flight) and returns its rows;
+    :meth:`wait` returns the rows of the last one. An upsert's error is raised by the next call.
+    """
+
+    def __init__(self, table: SqlTable, state: TargetState) -> None:
+        self.table, self.state = table, state
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infobip-upsert")
+        self.pending: Future[list[tuple[Any, ...]]] | None = None
+
+    def _run(self, rows: list[tuple[Any, ...]], landed: str) -> list[tuple[Any, ...]]:
+        self.table.upsert(rows)
+        self.state.delete(landed)
+        return rows
+
+    def wait(self) -> list[tuple[Any, ...]]:
+        pending, self.pending = self.pending, None
+        return [] if pending is None else pending.result()
+
+    def insert(self, rows: list[tuple[Any, ...]], landed: str) -> list[tuple[Any, ...]]:
+        done = self.wait()
+        self.pending = self.pool.submit(self._run, rows, landed)
+        return done
+
+    def __enter__(self) -> _Inserter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.pool.shutdown(wait=True)  # an upsert under way finishes (or leaves its page landed)
 
 
 class _LandedPagesToSqlOperator(BaseOperator):
@@ -172,41 +209,47 @@ class _LandedPagesToSqlOperator(BaseOperator):
         tally: Counter[str] = Counter()
         outcome: dict[str, Any] = {"pages": 0, "rows": 0, "recovered_pages": 0, "reconciled": 0}
         outcome.update(self._recover(hook, channel, state, table, tally))
-        while self.pulls(channel) and outcome["pages"] < max_pages:
-            seq = f"{time.time_ns():020d}"
-            state.write_json(INFLIGHT, {"seq": seq})
-            try:
-                items = self.fetch(hook, channel, page_size)
-            except InfobipError as exc:
-                reached = (isinstance(exc, InfobipTransportError) and exc.sent) or (exc.status or 0) >= 500
-                if reached:
-                    self.log.warning(
-                        "Infobip %s %s: the answer may have been lost (%s); rebuilding what it held",
+        with _Inserter(table, state) as inserter:
+            while self.pulls(channel) and outcome["pages"] < max_pages:
+                seq = f"{time.time_ns():020d}"
+                state.write_json(INFLIGHT, {"seq": seq})
+                try:
+                    items = self.fetch(hook, channel, page_size)
+                except InfobipError as exc:
+                    reached = (isinstance(exc, InfobipTransportError) and exc.sent) or (
+                        exc.status or 0
+                    ) >= 500
+                    if reached:
+                        self.log.warning(
+                            "Infobip %s %s: the answer may have been lost (%s); rebuilding what it held",
+                            channel,
+                            self.kind,
+                            type(exc).__name__,
+                        )
+                        self._count(inserter.wait(), tally, outcome)  # the page before is in first
+                        outcome["reconciled"] += self._rebuild(hook, channel, table, outcome)
+                    state.delete(INFLIGHT)
+                    raise
+                outcome["pages"] += 1
+                if not items:
+                    state.delete(INFLIGHT)
+                    break
+                landed = f"{LANDED_PREFIX}{seq}.json"
+                land_page(state, landed, {"channel": channel, "items": items})
+                state.delete(INFLIGHT)
+                # the page is durable: it is inserted while the next one is fetched
+                self._count(inserter.insert(self.rows(channel, items), landed), tally, outcome)
+                if outcome["pages"] % 10 == 0:
+                    self.log.info(
+                        "%s %s: %d pages, %d rows so far",
                         channel,
                         self.kind,
-                        type(exc).__name__,
+                        outcome["pages"],
+                        outcome["rows"],
                     )
-                    outcome["reconciled"] += self._rebuild(hook, channel, table, outcome)
-                state.delete(INFLIGHT)
-                raise
-            outcome["pages"] += 1
-            if not items:
-                state.delete(INFLIGHT)
-                break
-            landed = f"{LANDED_PREFIX}{seq}.json"
-            state.write_json(landed, {"channel": channel, "items": items})
-            state.delete(INFLIGHT)
-            rows = self.rows(channel, items)
-            table.upsert(rows)
-            tally.update(self.tally_key(row) for row in rows)
-            state.delete(landed)
-            outcome["rows"] += len(rows)
-            if outcome["pages"] % 10 == 0:
-                self.log.info(
-                    "%s %s: %d pages, %d rows so far", channel, self.kind, outcome["pages"], outcome["rows"]
-                )
-            if len(items) < page_size:
-                break
+                if len(items) < page_size:
+                    break
+            self._count(inserter.wait(), tally, outcome)
         outcome.update(self._take_pushes(hook, channel, state, table, tally, page_size, max_pages))
         outcome["rows"] += outcome["pushed_rows"]
         outcome["by_class"] = dict(sorted(tally.items()))
@@ -228,6 +271,10 @@ class _LandedPagesToSqlOperator(BaseOperator):
 
     def tally_key(self, row: tuple[Any, ...]) -> str:
         return "rows"
+
+    def _count(self, rows: Sequence[tuple[Any, ...]], tally: Counter[str], outcome: dict[str, Any]) -> None:
+        tally.update(self.tally_key(row) for row in rows)
+        outcome["rows"] += len(rows)
 
     def _take_pushes(
         self,
