@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -231,26 +232,36 @@ def test_zones_come_from_the_column_then_the_number_then_the_default():
 
 def test_an_ambiguous_prefix_takes_the_most_populous_zone_and_is_counted():
     resolver = ZoneResolver("UTC", TUESDAY_NOON)
-    # a Russian mobile names every Russian zone; a US toll-free number every North American one;
-    # a UK mobile names four zones of one offset (not ambiguous)
-    zones = resolver.zones(["79161234567", "18005551234", "447911123456"], None, 3)
-    assert zones[:2] == ["Europe/Moscow", "America/New_York"]
-    assert zones[2] == "Europe/London"
-    assert resolver.counts["ambiguous"] == 2
+    # a US toll-free number's prefix names every North American zone: New York, counted; a UK mobile's
+    # names four zones of one offset (London, not ambiguous); a Russian mobile's prefix names Moscow
+    zones = resolver.zones(["18005551234", "447911123456", "79161234567"], None, 3)
+    assert zones == ["America/New_York", "Europe/London", "Europe/Moscow"]
+    assert resolver.counts["ambiguous"] == 1
 
 
-def test_zones_are_looked_up_once_per_prefix(monkeypatch):
-    from phonenumbers import timezone as tz
+def test_the_most_populous_zone_is_taken_only_among_the_prefixs_zones():
+    resolver = ZoneResolver("UTC", TUESDAY_NOON)
+    preferred, ambiguous = resolver._lookup_key("1", "18005551234")
+    assert (preferred, ambiguous) == ("America/New_York", True)
+
+
+def test_zones_are_looked_up_once_per_prefix_key(monkeypatch):
+    from infobip_provider.respect import quiet_hours
 
     calls = []
-    real = tz.time_zones_for_number
-    monkeypatch.setattr(tz, "time_zones_for_number", lambda n: calls.append(n) or real(n))
+    real = quiet_hours.ZoneResolver._lookup_key
+    monkeypatch.setattr(
+        quiet_hours.ZoneResolver, "_lookup_key", lambda self, key, n: calls.append(key) or real(self, key, n)
+    )
     resolver = ZoneResolver("UTC", TUESDAY_NOON)
-    phones = [f"1415555{i:04d}" for i in range(2000)] + [f"1212555{i:04d}" for i in range(2000)]
+    phones = [f"1415555{i:04d}" for i in range(5000)] + [f"1212555{i:04d}" for i in range(5000)]
     zones = resolver.zones(phones, None, len(phones))
-    assert set(zones) == {"America/Los_Angeles", "America/New_York"}
-    assert len(calls) <= 2 * 100  # 9-digit prefixes: 100 per area code and exchange here
-    assert len(calls) == len(resolver._by_prefix)
+    assert zones[:1] == ["America/Los_Angeles"] and zones[-1:] == ["America/New_York"]
+    assert Counter(zones) == {"America/Los_Angeles": 5000, "America/New_York": 5000}
+    assert sorted(calls) == ["1212", "1415"]  # one look-up per prefix key, not per member
+    # a second batch reuses them
+    resolver.zones(["14155550000"], None, 1)
+    assert len(calls) == 2
 
 
 def test_a_bad_default_zone_is_refused():

@@ -9,8 +9,9 @@ it starts on.
 names a zone; else the phone number's own prefix in ``phonenumbers``' time-zone data (countries with
 several zones name them by area code); a prefix that still names several zones of different offsets
 takes the country's most populous zone among them (:data:`MOST_POPULOUS`) and is counted as
-ambiguous; else the default zone. Zones are looked up once per *distinct* value and phone prefix,
-never per member.
+ambiguous; else the default zone. Zones are looked up once per *distinct* value and per prefix key
+of the time-zone data (the longest one a number starts with, found for all numbers at once), never
+per member.
 
 **Infobip's window.** ``deliveryTimeWindow`` is one ``from``/``to`` in UTC (hour and minute, ``from``
 before ``to``, at least one hour apart) for a set of week days. A local window becomes one or two
@@ -347,6 +348,14 @@ def load_zone(name: str) -> ZoneInfo | None:
         return None
 
 
+@lru_cache(maxsize=16)
+def _keys_of_length(length: int) -> frozenset[str]:
+    """The prefix keys of ``phonenumbers``' time-zone data that are ``length`` digits long."""
+    from phonenumbers.tzdata import TIMEZONE_DATA
+
+    return frozenset(k for k in TIMEZONE_DATA if len(k) == length)
+
+
 def _offset_at(zone_name: str, at: datetime) -> timedelta | None:
     zone = load_zone(zone_name)
     return None if zone is None else at.astimezone(zone).utcoffset()
@@ -412,42 +421,65 @@ class ZoneResolver:
     def _phone_zones(
         self, phones: Sequence[Any] | None, taken: list[str | None], count: int
     ) -> list[str | None]:
+        """Each number's zone, looked up once per *prefix key* of ``phonenumbers``' time-zone data (the
+        longest key the number starts with, found for all numbers at once per key length)."""
         if phones is None:
             return [None] * count
+        import pandas as pd
+
+        digits = pd.Series(
+            [
+                None if taken[i] is not None else (str(p or "").lstrip("+") or None)
+                for i, p in enumerate(phones)
+            ],
+            dtype=object,
+        )
+        digits = digits.where(digits.str.isdigit().fillna(False).astype(bool), None)
+        keys = pd.Series(None, index=digits.index, dtype=object)
+        pending = digits.notna()
+        for length in range(PHONE_PREFIX_DIGITS, 0, -1):
+            if not pending.any():
+                break
+            cut = digits[pending].str[:length]
+            hit = cut.isin(_keys_of_length(length))
+            keys[hit[hit].index] = cut[hit]
+            pending[hit[hit].index] = False
+        found: dict[str, tuple[str | None, bool]] = {}
+        firsts = keys.dropna().drop_duplicates()
+        for index, key in firsts.items():
+            if key not in self._by_prefix:
+                self._by_prefix[key] = self._lookup_key(key, str(digits[index]))
+            found[key] = self._by_prefix[key]
         out: list[str | None] = []
-        for i, phone in enumerate(phones):
-            digits = str(phone or "").lstrip("+")
-            if taken[i] is not None or not digits.isdigit():
+        for key in keys.tolist():
+            if not isinstance(key, str):
                 out.append(None)
                 continue
-            prefix = digits[:PHONE_PREFIX_DIGITS]
-            found = self._by_prefix.get(prefix)
-            if found is None:
-                found = self._by_prefix[prefix] = self._lookup(digits)
-            zone, ambiguous = found
+            zone, ambiguous = found[key]
             if ambiguous:
                 self.counts["ambiguous"] += 1
             out.append(zone)
         return out
 
-    def _lookup(self, digits: str) -> tuple[str | None, bool]:
-        """The zone of a number (one per prefix), and whether its prefix was ambiguous."""
+    def _lookup_key(self, key: str, number: str) -> tuple[str | None, bool]:
+        """The zone of the numbers whose longest prefix key is ``key``, and whether it was ambiguous."""
         import phonenumbers
-        from phonenumbers import timezone as tz
+        from phonenumbers.tzdata import TIMEZONE_DATA
 
-        try:
-            number = phonenumbers.parse("+" + digits)
-        except phonenumbers.NumberParseException:
-            return None, False
-        zones = sorted(
-            z for z in tz.time_zones_for_number(number) if z != tz.UNKNOWN_TIMEZONE and load_zone(z)
-        )
+        zones = sorted(z for z in TIMEZONE_DATA[key] if z != "Etc/Unknown" and load_zone(z))
         if not zones:
             return None, False
         if len(zones) == 1:
             return zones[0], False
-        region = phonenumbers.region_code_for_country_code(number.country_code or 0)
-        preferred = MOST_POPULOUS.get(region)
+        region = next(
+            (
+                phonenumbers.region_code_for_country_code(int(number[:n]))
+                for n in (1, 2, 3)
+                if int(number[:n]) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE
+            ),
+            None,
+        )
+        preferred = MOST_POPULOUS.get(region or "")
         if preferred not in zones:
             preferred = next((z for z in zones if _same_zone(z, preferred)), zones[0])
         offsets = {_offset_at(z, self.at) for z in zones}
