@@ -88,6 +88,12 @@ POLICIES: dict[str, EndpointPolicy] = dict(
         _p("email.reports", 0.5, "account"),  # 120/min
         _p("whatsapp.template", 1 / 4000, "account"),  # 4000 requests/s
         _p("whatsapp.text", 1 / 4000, "account"),  # [assumed] as the template send
+        _p("blocklist.add", 1.0, "account"),  # 1 request/s
+        _p("blocklist.remove", 1.0, "account"),  # 1 request/s
+        _p("blocklist.get", 1.0, "account"),  # 1 request/s
+        _p("email.suppressions.add", 0.01, "account"),  # 100 requests/s
+        _p("email.suppressions.remove", 0.01, "account"),  # 100 requests/s
+        _p("email.suppressions.get", 0.01, "account"),  # 100 requests/s
     ]
 )
 

@@ -34,6 +34,12 @@ CONTRACT = {
     "email.reports": (0.5, "account"),
     "whatsapp.template": (1 / 4000, "account"),
     "whatsapp.text": (1 / 4000, "account"),
+    "blocklist.add": (1.0, "account"),
+    "blocklist.remove": (1.0, "account"),
+    "blocklist.get": (1.0, "account"),
+    "email.suppressions.add": (0.01, "account"),
+    "email.suppressions.remove": (0.01, "account"),
+    "email.suppressions.get": (0.01, "account"),
 }
 
 #: endpoint -> (method, path, JSON body) of a request that reaches it.
@@ -109,6 +115,28 @@ REQUESTS = {
         "/whatsapp/1/message/text",
         {"from": "447860099299", "to": "41793026727", "content": {"text": "x"}},
     ),
+    "blocklist.add": (
+        "POST",
+        "/platform/1/blocklists",
+        {"blocklist": [{"channel": "SMS", "destinations": [{"to": "41793026727"}]}]},
+    ),
+    "blocklist.remove": (
+        "DELETE",
+        "/platform/1/blocklists",
+        {"blocklist": [{"channel": "SMS", "destinations": [{"to": "41793026727"}]}]},
+    ),
+    "blocklist.get": ("GET", "/platform/1/blocklists", None),
+    "email.suppressions.add": (
+        "POST",
+        "/email/1/suppressions",
+        {"suppressions": [{"domainName": "x.com", "type": "BOUNCE", "emailAddress": ["a@x.com"]}]},
+    ),
+    "email.suppressions.remove": (
+        "DELETE",
+        "/email/1/suppressions",
+        {"suppressions": [{"domainName": "x.com", "type": "BOUNCE", "emailAddress": ["a@x.com"]}]},
+    ),
+    "email.suppressions.get": ("GET", "/email/1/suppressions", None),
 }
 
 

@@ -15,7 +15,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -580,6 +580,66 @@ class InfobipHook(BaseHook):
                 what="list remove",
                 idempotent=True,
                 json_body={"userIds": list(user_ids)},
+            )
+            or {}
+        )
+
+    # ------------------------------------------------------- blocklist, suppressions
+    def blocklist_add(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``POST /platform/1/blocklists`` (1 request/s): ``[{"channel": "SMS", "destinations": [{"to":
+        ...}]}, ...]``; duplicates are ignored, so repeating it changes nothing."""
+        return (
+            self._call(
+                "blocklist.add",
+                "POST",
+                "/platform/1/blocklists",
+                what="blocklist add",
+                idempotent=True,
+                json_body={"blocklist": list(entries)},
+            )
+            or {}
+        )
+
+    def blocklist_remove(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``DELETE /platform/1/blocklists`` (1 request/s) with the entries as :meth:`blocklist_add`
+        takes them. [assumed] the DELETE body is the POST's."""
+        return (
+            self._call(
+                "blocklist.remove",
+                "DELETE",
+                "/platform/1/blocklists",
+                what="blocklist remove",
+                idempotent=True,
+                json_body={"blocklist": list(entries)},
+            )
+            or {}
+        )
+
+    def email_suppressions_add(self, suppressions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``POST /email/1/suppressions`` (100 requests/s): ``[{"domainName", "emailAddress": [...],
+        "type": BOUNCE|COMPLAINT|UNSUBSCRIBE}]``."""
+        return (
+            self._call(
+                "email.suppressions.add",
+                "POST",
+                "/email/1/suppressions",
+                what="email suppressions add",
+                idempotent=True,
+                json_body={"suppressions": list(suppressions)},
+            )
+            or {}
+        )
+
+    def email_suppressions_remove(self, suppressions: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """``DELETE /email/1/suppressions`` with the body :meth:`email_suppressions_add` takes."""
+        return (
+            self._call(
+                "email.suppressions.remove",
+                "DELETE",
+                "/email/1/suppressions",
+                what="email suppressions remove",
+                idempotent=True,
+                json_body={"suppressions": list(suppressions)},
             )
             or {}
         )

@@ -31,6 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from infobip_provider.sandbox import (
     admin_pushes,
     admin_returns,
+    api_blocklist,
     api_email,
     api_inbox,
     api_lists,
@@ -357,6 +358,7 @@ def create_app(config: SandboxConfig) -> FastAPI:
     app.include_router(api_inbox.router)
     app.include_router(api_email.router)
     app.include_router(api_whatsapp.router)
+    app.include_router(api_blocklist.router)
     app.include_router(admin)
     app.include_router(admin_returns.router)
     app.include_router(admin_pushes.router)

@@ -75,6 +75,8 @@ _SMS_MANAGE = ("sms:manage",)
 _EMAIL_SEND = ("email:message:send", "email:manage", "message:send")
 _EMAIL_READ = ("email:logs:read", "email:manage")  # [assumed] as SMS
 _WHATSAPP_SEND = ("whatsapp:message:send", "message:send")
+_BLOCKLIST = ("blocklist:manage", "account-management:manage")  # [assumed]
+_EMAIL_MANAGE = ("email:manage",)
 
 
 #: Every endpoint the sandbox serves, in the order used to match a request.
@@ -123,6 +125,41 @@ ENDPOINTS: tuple[EndpointSpec, ...] = (
         "legacy",
         True,
         _WHATSAPP_SEND,
+    ),
+    # The blocklist: one request per second on the path (POST, DELETE and GET alike); email
+    # suppressions 100/s. [assumed] each method is paced on its own, as lists.add and lists.remove are.
+    _e("blocklist.add", "POST", "/platform/1/blocklists", 1.0, "account", "legacy", True, _BLOCKLIST),
+    _e("blocklist.remove", "DELETE", "/platform/1/blocklists", 1.0, "account", "legacy", True, _BLOCKLIST),
+    _e("blocklist.get", "GET", "/platform/1/blocklists", 1.0, "account", "legacy", False, _BLOCKLIST),
+    _e(
+        "email.suppressions.add",
+        "POST",
+        "/email/1/suppressions",
+        0.01,
+        "account",
+        "sms3",
+        True,
+        _EMAIL_MANAGE,
+    ),
+    _e(
+        "email.suppressions.remove",
+        "DELETE",
+        "/email/1/suppressions",
+        0.01,
+        "account",
+        "sms3",
+        True,
+        _EMAIL_MANAGE,
+    ),
+    _e(
+        "email.suppressions.get",
+        "GET",
+        "/email/1/suppressions",
+        0.01,
+        "account",
+        "sms3",
+        False,
+        _EMAIL_MANAGE,
     ),
     _e(
         "whatsapp.text",

@@ -48,6 +48,9 @@ class SandboxStore:
         self.sms_outcomes: dict[str, str] = {}
         #: address prefix -> outcome name (``api_email.EMAIL_OUTCOMES``) given to emails sent to such addresses
         self.email_outcomes: dict[str, str] = {}
+        #: the account's blocklist: (channel, destination, sender); email suppressions: "domain|address|type" -> time
+        self.blocklist: set[tuple[str, str, str]] = set()
+        self.email_suppressions: dict[str, float] = {}
         self.next_ids = {"list": 1001, "person": 1, "tag": 1}
         self._by_external: dict[str, int] = {}
         self._by_email: dict[str, int] = {}
@@ -142,6 +145,8 @@ class SandboxStore:
             "inbound": list(self.inbound),
             "sms_outcomes": dict(self.sms_outcomes),
             "email_outcomes": dict(self.email_outcomes),
+            "blocklist": [list(item) for item in sorted(self.blocklist)],
+            "email_suppressions": dict(self.email_suppressions),
         }
 
     def load(self, data: dict[str, Any]) -> None:
@@ -164,6 +169,8 @@ class SandboxStore:
         self.whatsapp = list(data.get("whatsapp", []))
         self.sms_outcomes = dict(data.get("sms_outcomes", {}))
         self.email_outcomes = dict(data.get("email_outcomes", {}))
+        self.blocklist = {(str(c), str(t), str(s)) for c, t, s in data.get("blocklist", [])}
+        self.email_suppressions = dict(data.get("email_suppressions", {}))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the state atomically (temporary file in the same folder, fsync, rename)."""
