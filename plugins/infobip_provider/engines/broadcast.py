@@ -26,6 +26,12 @@ How "exactly once" holds (Infobip has no idempotency key):
    stay open); ``"skip"`` records them as unconfirmed (counted, never sent again); ``"resend"``
    closes the batch as not sent, so it goes again (the user accepts possible duplicates).
 
+8. Before planning, every broadcast respects its recipients (:meth:`BroadcastOperator.respect`, see
+   :mod:`infobip_provider.respect`): members on the account's suppression list and members at the
+   frequency cap are skipped (rejects, summary, dry run), and with quiet hours each member's zone
+   group sends its own requests carrying that zone's UTC delivery window (:class:`ZonedChannel`).
+   Message ids stay the recipients' own, so a resumed try names the same messages.
+
 A channel (:class:`Channel`) supplies what is its own: how recipients are batched, the request of a
 batch, its answer's statuses, and the lookup in its logs. SMS is the first
 (:class:`infobip_provider.sms.SmsChannel`), email (:class:`infobip_provider.email.EmailChannel`) and

@@ -55,8 +55,9 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
     ``already_sent`` (confirmed before this try sent anything); ``reconciled`` (found in Infobip's
     logs after a lost answer or a crash); ``skipped`` with ``skipped_by_reason`` (no usable number,
     duplicate, empty message); ``rejected`` (status group REJECTED); ``segments``; ``statuses``
-    (group name -> messages, from the answers and the logs); ``calls`` and ``seconds_waited``; ``plan``;
-    ``rejects_uri``.
+    (group name -> messages, from the answers and the logs); ``calls`` and ``seconds_waited``; ``plan``
+    (with ``respect``: the suppressed, those at the frequency cap, and with quiet hours the members and
+    UTC window of each zone); ``rejects_uri``.
 
     :param text: the message, with ``{{column}}`` tokens (templated; Airflow context names such as
         ``{{ ds }}`` are rendered by Airflow first, other bare names are left for the recipients).
@@ -96,7 +97,10 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
     ``max_reject_ratio``, ``dry_run``, ``infobip_conn_id``) are those of
     :class:`~infobip_provider.operators.base.CohortOperator`; ``batch_size``, ``bulk_id``,
     ``allow_bulk_id_reuse``, ``reconcile_delay`` and ``max_send_attempts`` those of the broadcast
-    engine's :class:`~infobip_provider.engines.broadcast.BroadcastOperator`.
+    engine's :class:`~infobip_provider.engines.broadcast.BroadcastOperator`, and so are the ones that
+    respect the recipients: ``quiet_hours``, ``default_timezone``, ``timezone_column``,
+    ``max_per_person``, ``respect_suppression``, ``suppression_path``, ``suppression_sql``,
+    ``outcomes_conn_id``, ``replies_table``, ``reports_table``.
     """
 
     template_fields: Sequence[str] = (
