@@ -4,8 +4,8 @@ Body: ``{"url": "http://...", "channel": "sms"|"email"|"whatsapp", "kind": "repo
 "bulkId"?: "...", "messageIds"?: [...], "batch"?: 100, "headers"?: {...}}`` builds the delivery
 (or seen) reports of the stored messages of that channel (of the bulk, or those ids; all when
 neither is given) and POSTs them to ``url`` as ``{"results": [...]}``, ``batch`` items per request.
-A delivery report pushed for an SMS or an email is not handed out again by the pull endpoints, as
-Infobip sends each report one way. ``{"url": ..., "results": [...]}`` pushes the given items as they
+SMS and email reports are pushed once their message is final, and once only: a report pushed is not
+handed out again by the pull endpoints (nor pushed again), as Infobip sends each report one way. ``{"url": ..., "results": [...]}`` pushes the given items as they
 are (an inbound message, a shape a test wants to try).
 
 Answers ``{"requests": n, "items": n, "statuses": [http status of each request]}``. The POSTs leave
@@ -129,6 +129,8 @@ def _items(core: Any, body: dict[str, Any]) -> list[dict[str, Any]] | JSONRespon
         return [whatsapp_report(m, currency) for m in chosen]
     items = []
     for message in chosen:
+        if now < message["doneAt"] or message.get("reported"):
+            continue  # not final yet (pushed once it is), or already handed out
         message["reported"] = True
         render = sms.render_report if channel == "sms" else email_report
         items.append(render(message, now, currency))

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from infobip_provider.sandbox import people as rules
 from infobip_provider.sandbox.people_filter import FilterError, compile_filter
+from infobip_provider.sandbox.people_keyset import KEYSET_ORDER, keyset_page, keyset_start
 from infobip_provider.sandbox.shapes import ApiError, bad_request, legacy, v3
 from infobip_provider.sandbox.store import people_time
 from infobip_provider.sandbox.web import core_of, int_param, parse_json, required_name
@@ -62,13 +63,19 @@ def _get_people(request: Request) -> JSONResponse:
     page = int_param(request, "page", 1, 1, None, "legacy")
     matches = list(store.people.values())
     raw_filter = request.query_params.get("filter")
+    order_by = request.query_params.get("orderBy")
     if raw_filter:
         try:
-            predicate = compile_filter(json.loads(raw_filter))
+            spec = json.loads(raw_filter)
+            predicate = compile_filter(spec)
         except (ValueError, FilterError) as exc:
             raise bad_request("legacy", {"filter": [str(exc)]}) from exc
+        start = keyset_start(spec) if page == 1 and order_by in KEYSET_ORDER else None
+        if start is not None:  # the People export's keyset page: see people_keyset
+            chunk = keyset_page(matches, start, predicate, limit)
+            return JSONResponse({"persons": chunk, "limit": limit, "page": page})
         matches = [p for p in matches if predicate(p)]
-    matches = _ordered(matches, request.query_params.get("orderBy"))
+    matches = _ordered(matches, order_by)
     chunk = matches[(page - 1) * limit : page * limit]
     return JSONResponse({"persons": chunk, "limit": limit, "page": page})
 
