@@ -163,6 +163,9 @@ def test_refuses_what_is_not_a_push_without_echoing_it(client, state, caplog):
         answer = client.post(url(), content=raw, params={"secret": SECRET})
         assert answer.status_code == 400 and PRIVATE not in answer.text
     assert client.post(url(kind="clicks"), json=WHATSAPP_DLR, params={"secret": SECRET}).status_code == 404
+    assert (
+        client.post(url("inbound", "email"), json=WHATSAPP_DLR, params={"secret": SECRET}).status_code == 404
+    )
     assert PRIVATE not in caplog.text
     assert landed(state, "reports", "whatsapp") == []
 

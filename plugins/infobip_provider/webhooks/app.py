@@ -1,8 +1,8 @@
 """The FastAPI app that receives Infobip's pushes: delivery and seen reports, inbound messages.
 
 ``POST /<conn_id>/<kind>/<channel>`` (under ``/infobip-webhooks`` on the api-server), ``kind`` one of
-``reports``, ``seen``, ``inbound`` and ``channel`` one of ``sms``, ``email``, ``whatsapp``; the body
-is Infobip's ``{"results": [...]}``.
+``reports``, ``seen``, ``inbound`` and ``channel`` one of ``sms``, ``email``, ``whatsapp`` (inbound:
+``sms`` and ``whatsapp``); the body is Infobip's ``{"results": [...]}``.
 
 Airflow mounts a plugin's app without authentication, and Infobip cannot log in: a push is
 accepted only with the ``webhook_secret`` extra of the Infobip connection ``conn_id``, given as the
@@ -33,6 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from infobip_provider.outcomes import REPLY_CHANNELS
 from infobip_provider.pushes import PUSH_CHANNELS
 
 log = logging.getLogger(__name__)
@@ -119,8 +120,16 @@ def create_app(connection_of: Callable[[str], ConnectionInfo | None] = airflow_c
 
     @app.post("/{conn_id}/{kind}/{channel}")
     async def receive(conn_id: str, kind: str, channel: str, request: Request) -> JSONResponse:
-        if kind not in KINDS or channel not in PUSH_CHANNELS:
-            return _refuse(404, f"POST /<conn_id>/{{{'|'.join(KINDS)}}}/{{{'|'.join(PUSH_CHANNELS)}}}")
+        if (
+            kind not in KINDS
+            or channel not in PUSH_CHANNELS
+            or (kind == "inbound" and channel not in REPLY_CHANNELS)
+        ):
+            return _refuse(
+                404,
+                f"POST /<conn_id>/{{reports|seen}}/{{{'|'.join(PUSH_CHANNELS)}}} or "
+                f"/<conn_id>/inbound/{{{'|'.join(REPLY_CHANNELS)}}}",
+            )
         info = await run_in_threadpool(connection_of, conn_id)
         expected = (info.extras.get("webhook_secret") if info else None) or None
         if info is None or info.conn_type != "infobip" or not expected or not info.password or not info.host:
