@@ -139,22 +139,26 @@ class TargetState:
             return pd.read_parquet(fh)
 
     def read_snapshot_table(self, schema: pa.Schema) -> pa.Table:
-        """The confirmed members as an Arrow table of ``schema`` (empty when there is none yet)."""
+        """The confirmed members as an Arrow table with the columns of ``schema`` it has (empty with
+        ``schema`` when there is none yet)."""
         import pyarrow.parquet as pq
 
         path = self.root / "snapshot.parquet"
         if not path.exists():
             return schema.empty_table()
         with path.open("rb") as fh:
-            return pq.read_table(fh, columns=schema.names).cast(schema)
+            parquet = pq.ParquetFile(fh)
+            names = [n for n in schema.names if n in parquet.schema_arrow.names]  # older: fewer columns
+            table = parquet.read(columns=names)  # one array per column for a one-row-group file
+        return table.combine_chunks() if any(c.num_chunks > 1 for c in table.columns) else table
 
     def write_snapshot_table(self, table: pa.Table) -> None:
         import io
 
         import pyarrow.parquet as pq
 
-        buffer = io.BytesIO()
-        pq.write_table(table, buffer, compression="zstd")
+        buffer = io.BytesIO()  # one row group: read back as one array per column, not pieces
+        pq.write_table(table, buffer, compression="zstd", row_group_size=max(1, table.num_rows))
         self._atomic_write("snapshot.parquet", buffer.getvalue())
 
     def write_snapshot(self, frame: pd.DataFrame) -> None:

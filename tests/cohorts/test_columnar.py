@@ -16,7 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infobip_provider.cohorts import IdentityColumns, normalize_email, normalize_phone, prepare_cohort
-from infobip_provider.cohorts.columnar import first_rows, is_in, normalize_emails
+from infobip_provider.cohorts.columnar import first_rows, is_in, normalize_emails, positions
 from infobip_provider.cohorts.sources import CohortSource
 
 ODD = [
@@ -77,10 +77,22 @@ def test_normalize_emails_at_the_edges(raw, expected):
     assert normalize_emails([raw]).to_pylist() == [expected]
 
 
-def test_first_rows_and_is_in():
-    keys = pa.array(["b", "a", "b", "c", "a", "b"])
+@pytest.mark.parametrize("collide", [False, True])
+def test_first_rows_positions_and_is_in(monkeypatch, collide):
+    """Exact also when 64-bit hashes collide (forced here: every key hashed to one of two values)."""
+    if collide:
+        import numpy as np
+
+        from infobip_provider.cohorts import columnar
+
+        def few(keys, block=262_144):
+            return np.array([len(k) % 2 for k in columnar.text_array(keys).to_pylist()], dtype=np.uint64)
+
+        monkeypatch.setattr(columnar, "hash_keys", few)
+    keys = pa.array(["b", "aa", "b", "c", "aa", "b"])
     assert first_rows(keys).tolist() == [0, 1, 0, 3, 1, 0]
-    assert is_in(keys, pa.array(["a", "z"])).tolist() == [False, True, False, False, True, False]
+    assert positions(pa.array(["c", "x", "b", "aa"]), pa.array(["aa", "b", "c"])).tolist() == [2, -1, 1, 0]
+    assert is_in(keys, pa.array(["aa", "z"])).tolist() == [False, True, False, False, True, False]
     assert is_in(keys, pa.array([], type=pa.string())).tolist() == [False] * 6
 
 
@@ -183,3 +195,69 @@ def test_keep_columns_keeps_only_those(tmp_path):
     lean = prepare_cohort(Rows(frame, 1), IdentityColumns(email="email", phone=None), keep_columns=())
     assert list(lean.members.columns) == ["key", "email", "phone", "external_id", "row"]
     assert lean.stats["columns"] == []
+
+
+# ---------------------------------------------------------------- Arrow's CSV reader against pandas'
+
+CELL = st.one_of(
+    st.sampled_from(
+        ["ana@x.com", " Bo@Y.org ", "bad@", "", " ", "+1 415 555 2671", "12345", "é@x.com", "pro"]
+    ),
+    st.sampled_from(['"a,b@x.com"', '"line\nbreak@x.com"', '""', '"say ""hi"""', "\u212a@x.com"]),
+)
+LINE = st.lists(CELL, min_size=1, max_size=4).map(",".join)
+
+
+@given(st.lists(st.one_of(LINE, st.just("")), max_size=12), st.sampled_from(["email", "email_or_phone"]))
+@settings(max_examples=120, deadline=None)
+def test_arrow_csv_reading_prepares_what_pandas_reading_prepares(tmp_path_factory, lines, key):
+    """The same members, rejects and counts whichever reader read the file (including files the Arrow
+    reader hands back to pandas: rows with fewer fields, blank lines, quoted line breaks)."""
+    from infobip_provider.cohorts import CohortError, FileSource, prepare
+    from infobip_provider.cohorts.sources import ArrowReadUnavailable
+
+    path = tmp_path_factory.mktemp("csv") / "cohort.csv"
+    path.write_text("email,phone,plan\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    outcomes = []
+    for arrow in (True, False):
+        prepare.ARROW_CSV = arrow
+        try:
+            got = prepare_cohort(FileSource(path), IdentityColumns(email="email", phone="phone"), key=key)
+            stats = {k: v for k, v in got.stats.items() if k != "chunks"}
+            outcomes.append((got.members.to_dict("list"), got.rejects.to_dict("list"), stats))
+        except CohortError as exc:
+            outcomes.append(("error", str(exc)))
+        finally:
+            prepare.ARROW_CSV = True
+    assert outcomes[0] == outcomes[1]
+    try:  # and when Arrow reads the file itself, each cell is the text pandas reads
+        arrow_frames = list(FileSource(path).iter_arrow_chunks(5))
+    except ArrowReadUnavailable:
+        return
+    pandas_frames = list(FileSource(path).iter_chunks(5))
+    as_text = lambda frames: [  # noqa: E731
+        [None if pd.isna(v) else v for v in row] for f in frames for row in f.itertuples(index=False)
+    ]
+    assert as_text(arrow_frames) == as_text(pandas_frames)
+
+
+def test_a_plain_csv_is_read_by_arrow_and_a_ragged_one_by_pandas(tmp_path):
+    from infobip_provider.cohorts import FileSource
+    from infobip_provider.cohorts.sources import ArrowReadUnavailable
+
+    plain = tmp_path / "plain.csv"
+    plain.write_text(
+        '\ufeffemail ,plan\nana@x.com,pro\n"b,o@x.com",\n\nbo@y.org,"multi\nline"\n', encoding="utf-8"
+    )
+    chunks = list(FileSource(plain).iter_arrow_chunks(2))
+    assert [len(c) for c in chunks] == [2, 1]
+    assert all(isinstance(c["email"].dtype, pd.ArrowDtype) for c in chunks)
+    assert list(chunks[0].columns) == ["email", "plan"]
+    assert chunks[0]["plan"].tolist()[1] is None or pd.isna(chunks[0]["plan"].tolist()[1])
+    assert chunks[1]["plan"].tolist() == ["multi\nline"]
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("email,plan\nana@x.com\n", encoding="utf-8")
+    with pytest.raises(ArrowReadUnavailable):
+        list(FileSource(ragged).iter_arrow_chunks())
+    prepared = prepare_cohort(FileSource(ragged), IdentityColumns(email="email", phone=None))
+    assert prepared.keys.to_pylist() == ["ana@x.com"]  # read again by pandas, nothing lost

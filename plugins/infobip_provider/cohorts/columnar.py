@@ -23,7 +23,16 @@ if TYPE_CHECKING:
     import numpy as np
     import pyarrow as pa
 
-__all__ = ["EMAIL_RE2", "Ids", "first_rows", "is_in", "normalize_emails", "text_array"]
+__all__ = [
+    "EMAIL_RE2",
+    "Ids",
+    "first_rows",
+    "hash_keys",
+    "is_in",
+    "normalize_emails",
+    "positions",
+    "text_array",
+]
 
 _ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -71,26 +80,138 @@ def normalize_emails(values: Any) -> pa.Array:
     return out
 
 
-def first_rows(keys: pa.Array) -> np.ndarray:
-    """For each position, the position where its key first appears (keys must not be null)."""
+def release_memory() -> None:
+    """Hand memory freed by a phase back to the system (Arrow's pool and the C heap keep it otherwise,
+    and the next phase's peak would stand on top of it)."""
+    import ctypes
+    import ctypes.util
+
+    import pyarrow as pa
+
+    pa.default_memory_pool().release_unused()
+    libc = ctypes.util.find_library("c")
+    trim = getattr(ctypes.CDLL(libc), "malloc_trim", None) if libc else None
+    if trim is not None:
+        trim(0)
+
+
+def hash_keys(keys: Any, block: int = 262_144) -> np.ndarray:
+    """A 64-bit hash of each text value (pandas' SipHash), computed a block at a time so only one
+    block's Python strings exist at once."""
+    import numpy as np
+    import pandas as pd
+
+    keys = text_array(keys)
+    out = np.empty(len(keys), dtype=np.uint64)
+    for start in range(0, len(keys), block):
+        chunk = keys.slice(start, block).to_numpy(zero_copy_only=False)
+        out[start : start + len(chunk)] = pd.util.hash_array(chunk, categorize=False)
+    return out
+
+
+def _buckets(hashes: np.ndarray, count: int = 8) -> Iterator[np.ndarray]:
+    """The positions of ``hashes`` in ``count`` buckets by their top bits (the same bucket for the same
+    hash, whichever array it is in), one bucket at a time."""
+    import numpy as np
+
+    top = (hashes >> np.uint64(61)).astype(np.uint8)
+    for bucket in range(count):
+        yield np.flatnonzero(top == bucket)
+
+
+def _same(a: pa.Array, where_a: np.ndarray, b: pa.Array, where_b: np.ndarray, block: int = 1 << 20) -> bool:
+    """Whether ``a[where_a]`` equals ``b[where_b]`` element-wise (compared a block at a time)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for start in range(0, len(where_a), block):
+        left = a.take(pa.array(where_a[start : start + block]))
+        right = b.take(pa.array(where_b[start : start + block]))
+        if not pc.all(pc.equal(left, right)).as_py():
+            return False
+    return True
+
+
+def first_rows(keys: Any, hashes: np.ndarray | None = None) -> np.ndarray:
+    """For each position, the position where its key first appears (keys must not be null).
+
+    By 64-bit hashes (``hashes`` when known): a set of integers finds the repeats, and only the
+    repeated hashes are numbered; every repeat is then checked against its first key's text, and a
+    hash collision (about one in 10^6 cohorts of 10 million) falls back to hashing the text itself.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow.compute as pc
+
+    keys = text_array(keys)
+    n = len(keys)
+    first = np.arange(n, dtype=np.int64)
+    if n == 0:
+        return first
+    hashes = hash_keys(keys) if hashes is None else hashes
+    repeated = np.zeros(n, dtype=bool)
+    for rows in _buckets(hashes):  # a hash table per bucket: an eighth of the memory at a time
+        repeated[rows] = pd.Index(hashes[rows]).duplicated(keep="first")
+    if not repeated.any():
+        return first
+    involved = pd.Index(np.unique(hashes[repeated])).get_indexer(hashes) >= 0  # first rows and repeats
+    rows = np.flatnonzero(involved)
+    codes, _ = pd.factorize(hashes[rows])
+    _, where = np.unique(codes, return_index=True)
+    first[rows] = rows[where[codes]]
+    dup = np.flatnonzero(repeated)
+    if _same(keys, dup, keys, first[dup]):
+        return first
+    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)  # a collision: exactly
+    _, where = np.unique(codes, return_index=True)
+    return where[codes].astype(np.int64, copy=False)
+
+
+def positions(
+    values: Any, among: Any, value_hashes: np.ndarray | None = None, among_hashes: np.ndarray | None = None
+) -> np.ndarray:
+    """For each of ``values``, its position in ``among`` (whose values are distinct), or -1.
+
+    Like :func:`first_rows`, by 64-bit hashes (given when known), every match checked against the
+    text, with the text itself hashed instead should two hashes collide.
+    """
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = text_array(values)
+    among = among if isinstance(among, pa.ChunkedArray) else text_array(among)  # a table's column: as it is
+    if len(values) == 0 or len(among) == 0:
+        return np.full(len(values), -1, dtype=np.int64)
+    among_hashes = hash_keys(among) if among_hashes is None else among_hashes
+    hashes = hash_keys(values) if value_hashes is None else value_hashes
+    where = np.full(len(values), -1, dtype=np.int64)
+    unique = True
+    for mine, theirs in zip(_buckets(hashes), _buckets(among_hashes)):  # a hash table per bucket
+        if len(theirs) == 0 or len(mine) == 0:
+            continue
+        index = pd.Index(among_hashes[theirs])
+        if not index.is_unique:
+            unique = False
+            break
+        found = np.asarray(index.get_indexer(hashes[mine]), dtype=np.int64)
+        where[mine] = np.where(found >= 0, theirs[np.maximum(found, 0)], -1)
+    if unique:
+        found = np.flatnonzero(where >= 0)
+        if _same(values, found, among, where[found]):
+            return where
+    exact = pc.index_in(values, value_set=text_array(among))  # a collision: by the text itself
+    return np.asarray(exact.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def is_in(values: Any, among: Any) -> np.ndarray:
+    """A boolean mask: which of ``values`` are among ``among``."""
     import numpy as np
     import pyarrow.compute as pc
 
-    if len(keys) == 0:
-        return np.zeros(0, dtype=np.int64)
-    codes = pc.dictionary_encode(keys).indices.to_numpy(zero_copy_only=False)
-    _, first = np.unique(codes, return_index=True)
-    return first[codes].astype(np.int64, copy=False)
-
-
-def is_in(values: pa.Array | pa.ChunkedArray, among: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A boolean mask: which of ``values`` are among ``among`` (hashing ``among`` once)."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    if len(values) == 0:
-        return np.zeros(0, dtype=bool)
-    if len(among) == 0:
+    values = text_array(values)
+    if len(values) == 0 or len(among) == 0:
         return np.zeros(len(values), dtype=bool)
     mask = pc.is_in(values, value_set=text_array(among))
     return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
@@ -100,8 +221,9 @@ class Ids(Sequence[str]):
     """An Arrow string array seen as a sequence of ``str``: slices come out as lists, made only when
     asked for (a plan of millions sends its ids batch by batch without a Python string per id)."""
 
-    def __init__(self, array: Any) -> None:
+    def __init__(self, array: Any, hashes: np.ndarray | None = None) -> None:
         self.array = text_array(array)
+        self.hashes = hashes  # the ids' 64-bit hashes (hash_keys) when known
 
     def __len__(self) -> int:
         return len(self.array)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from infobip_provider.cohorts.phones import PhoneNormalizer, known_region
-from infobip_provider.cohorts.sources import CohortError, CohortSource, FileSource
+from infobip_provider.cohorts.sources import ArrowReadUnavailable, CohortError, CohortSource, FileSource
 
 if TYPE_CHECKING:
     import numpy as np
@@ -96,6 +96,8 @@ class PreparedCohort:
         self._columns = columns
         self._members: pd.DataFrame | None = None
         self.keys = columns["key"]
+        #: the keys' 64-bit hashes (:func:`~infobip_provider.cohorts.columnar.hash_keys`), for the plan
+        self.key_hashes = columns.get("_hashes")
         self.rejects = rejects
         self.stats = stats
         self.key = key
@@ -109,8 +111,12 @@ class PreparedCohort:
             import pandas as pd
 
             columns = self._columns
+            n = len(self.keys)
             frame = _frame(
-                **{c: _objects(columns[c]) for c in ("key", "email", "phone", "external_id")},
+                **{
+                    c: _objects(columns[c]) if columns[c] is not None else np.full(n, None, dtype=object)
+                    for c in ("key", "email", "phone", "external_id")
+                },
                 row=np.asarray(columns["row"], dtype=np.int64),
             )
             for column in self.columns:
@@ -199,15 +205,6 @@ def _resolve(found: list[str], name: str | None) -> str | None:
         return name
     folded = [c for c in found if c.strip().casefold() == name.strip().casefold()]
     return folded[0] if len(folded) == 1 else None
-
-
-def _raw(chunk: pd.DataFrame, column: str | None) -> np.ndarray:
-    """A column as an object array with ``None`` for missing cells (all ``None`` without a column)."""
-    import numpy as np
-
-    if column is None:
-        return np.full(len(chunk), None, dtype=object)
-    return chunk[column].to_numpy(dtype=object, na_value=None)
 
 
 def _normalize(raw: np.ndarray, normalize_many: Callable[[list[Any]], list[str | None]]) -> np.ndarray:
@@ -373,13 +370,31 @@ def _objects(array: pa.Array) -> np.ndarray:
     return array.to_numpy(zero_copy_only=False)
 
 
+def _column(chunk: pd.DataFrame, column: str | None) -> pa.Array:
+    """A chunk's column as an Arrow string array (all null without a column); a column that is Arrow
+    already (the fast CSV reader's) is not copied."""
+    import pyarrow as pa
+
+    from infobip_provider.cohorts.columnar import text_array
+
+    if column is None:
+        return pa.nulls(len(chunk), type=pa.string())
+    values = chunk[column].array
+    if hasattr(values, "__arrow_array__"):
+        array = text_array(pa.array(values))
+        return array if array.type == pa.string() else array.cast(pa.string())
+    return pa.array(chunk[column].to_numpy(dtype=object, na_value=None), type=pa.string(), from_pandas=True)
+
+
 @dataclass
 class _Part:
     """One chunk's rows whose key identity is sound, column-wise (Arrow arrays, NumPy row numbers)."""
 
+    size: int
     keys: pa.Array
     rows: np.ndarray
-    value: pa.Array  # the raw key value where it differs from the key (else null): for duplicates
+    differs: np.ndarray  # the rows (positions in this part) whose raw key value differs from the key
+    value: pa.Array  # those rows' raw key values (for the rejects of duplicates)
     raw: dict[str, pa.Array]  # raw identity (and country) columns, normalised for the members only
     done: dict[str, pa.Array]  # identity columns normalised already (``email_or_phone``)
     extras: dict[str, pa.Array]
@@ -400,58 +415,58 @@ class _Run:
     def _phones(self, raw: np.ndarray, countries: np.ndarray | None, index: np.ndarray) -> np.ndarray:
         return self.phones.normalize(raw[index], countries[index] if countries is not None else None)
 
-    def _keys(self, raw: dict[str, np.ndarray]) -> tuple[pa.Array, np.ndarray, dict[str, pa.Array]]:
+    def _keys(self, cols: dict[str, pa.Array]) -> tuple[pa.Array, pa.Array, dict[str, pa.Array]]:
         """The chunk's keys (null where missing or invalid), the raw key values, and what is done."""
         import numpy as np
         import pyarrow.compute as pc
 
         from infobip_provider.cohorts.columnar import normalize_emails, text_array
 
-        every = np.arange(len(raw["email"]))
-        countries = raw["country"] if self.layout.country else None
+        every = np.arange(len(cols["email"]))
+        countries = _objects(cols["country"]) if self.layout.country else None
         if self.key == "email":
-            return normalize_emails(raw["email"]), raw["email"], {}
+            return normalize_emails(cols["email"]), cols["email"], {}
         if self.key == "phone":
-            return text_array(self._phones(raw["phone"], countries, every)), raw["phone"], {}
+            return text_array(self._phones(_objects(cols["phone"]), countries, every)), cols["phone"], {}
         if self.key == "external_id":
-            return text_array(_normalize(raw["external_id"], _strip_ids)), raw["external_id"], {}
-        email = normalize_emails(raw["email"])  # email_or_phone: the email when valid, else the phone
-        has_email = _objects(email.is_valid()).astype(bool)
+            ids = text_array(_normalize(_objects(cols["external_id"]), _strip_ids))
+            return ids, cols["external_id"], {}
+        email = normalize_emails(cols["email"])  # email_or_phone: the email when valid, else the phone
+        has_email = email.is_valid()
         phone = np.full(len(every), None, dtype=object)
-        without = np.flatnonzero(~has_email)
-        phone[without] = self._phones(raw["phone"], countries, without)
+        without = np.flatnonzero(~_objects(has_email).astype(bool))
+        phone[without] = self._phones(_objects(cols["phone"]), countries, without)
         done = {"email": email, "phone": text_array(phone)}
-        return pc.coalesce(email, done["phone"]), np.where(has_email, raw["email"], raw["phone"]), done
+        value = pc.if_else(has_email, cols["email"], cols["phone"])
+        return pc.coalesce(email, done["phone"]), value, done
 
     def add(self, chunk: pd.DataFrame, rows: np.ndarray) -> None:
         """Reject the chunk's rows whose key is missing or invalid; keep the others column-wise.
 
         Only the key identity is normalised here: the other identities are normalised at the end for
-        the members only (a duplicate's phone is never looked at).
+        the members only (a duplicate's phone is never looked at). Columns stay Arrow arrays; only the
+        rows rejected (and phones, parsed one distinct value at a time) become Python text.
         """
         import numpy as np
-        import pyarrow as pa
         import pyarrow.compute as pc
 
-        from infobip_provider.cohorts.columnar import text_array
-
         layout = self.layout
-        raw = {
-            name: _raw(chunk, getattr(layout, name)) for name in ("email", "phone", "external_id", "country")
-        }
-        keys, value, done = self._keys(raw)
-        ok = _objects(keys.is_valid()).astype(bool)
+        cols = {n: _column(chunk, getattr(layout, n)) for n in ("email", "phone", "external_id", "country")}
+        keys, value, done = self._keys(cols)
+        valid = keys.is_valid()
+        ok = _objects(valid).astype(bool)
         bad = ~ok
         if bad.any():
-            bad_value, bad_reason = _why(self.key, raw["email"][bad], raw["phone"][bad], value[bad])
+            wrong = pc.invert(valid)
+            bad_value, bad_reason = _why(
+                self.key, *(_objects(a.filter(wrong)) for a in (cols["email"], cols["phone"], value))
+            )
             none = np.full(len(bad_value), None, dtype=object)
             self.reject_parts.append(_frame(row=rows[bad], key=none, value=bad_value, reason=bad_reason))
             self.by_reason.update(bad_reason.tolist())
         if not ok.any():
             return
-        good, mask = np.flatnonzero(ok), pa.array(ok)
-        keys = keys.filter(mask)
-        raw_value = text_array(value[good])
+        keys, raw_value = keys.filter(valid), value.filter(valid)
         differs = pc.fill_null(pc.not_equal(raw_value, keys), True)
         later = ["phone"] if self.key == "email_or_phone" else ["email", "phone", "external_id"]
         later = [n for n in later if n != self.key and getattr(layout, n)]
@@ -459,12 +474,14 @@ class _Run:
             later.append("country")
         self.parts.append(
             _Part(
+                size=len(keys),
                 keys=keys,
-                rows=rows[good],
-                value=pc.if_else(differs, raw_value, pa.scalar(None, pa.string())),
-                raw={n: text_array(raw[n][good]) for n in later},
-                done={n: a.filter(mask) for n, a in done.items()},
-                extras={c: text_array(_raw(chunk, c)[good]) for c in self.keep},
+                rows=rows[ok],
+                differs=np.flatnonzero(_objects(differs).astype(bool)),
+                value=raw_value.filter(differs),
+                raw={n: cols[n].filter(valid) for n in later},
+                done={n: a.filter(valid) for n, a in done.items()},
+                extras={c: _column(chunk, c).filter(valid) for c in self.keep},
             )
         )
 
@@ -473,75 +490,96 @@ class _Run:
         import numpy as np
         import pyarrow as pa
 
-        from infobip_provider.cohorts.columnar import first_rows
+        from infobip_provider.cohorts.columnar import first_rows, hash_keys
 
         parts, self.parts = self.parts, []
         if not parts:
             empty = pa.array([], type=pa.string())
             return {
                 "key": empty,
+                "_hashes": np.zeros(0, dtype=np.uint64),
                 **{n: empty for n in ("email", "phone", "external_id")},
                 "row": np.zeros(0, dtype=np.int64),
                 **{self.layout.extras[c]: empty for c in self.keep},
             }
         keys = _concat([p.keys for p in parts])
         rows = np.concatenate([p.rows for p in parts])
-        first = first_rows(keys)
+        for part in parts:  # the parts' own copies go as soon as the whole column exists
+            part.keys, part.rows = None, None  # type: ignore[assignment]
+        hashes = hash_keys(keys)
+        first = first_rows(keys, hashes)
         dup = first != np.arange(len(rows))
-        if dup.any():
-            self._reject_duplicates(keys, rows, first, dup, _concat([p.value for p in parts]))
-        take = pa.array(np.flatnonzero(~dup))
-        members: dict[str, Any] = {"key": keys.take(take)}
-        del keys, first
+        del first
+        if not dup.any():  # every row is a member: nothing to take
+            members: dict[str, Any] = {"key": keys, "_hashes": hashes, "row": rows}
+            take = None
+        else:
+            self._reject_duplicates(keys, rows, first_rows(keys, hashes), dup, parts)
+            index = np.flatnonzero(~dup)
+            take = pa.array(index)
+            members = {"key": keys.take(take), "_hashes": hashes[index], "row": rows[index]}
+            del keys, hashes
         for name in ("email", "phone", "external_id"):
             members[name] = self._identity(name, parts, take, members["key"])
-        members["row"] = rows[take.to_numpy()]
         for column in self.keep:
-            members[self.layout.extras[column]] = _concat([p.extras[column] for p in parts]).take(take)
+            extra = _concat([p.extras[column] for p in parts])
+            members[self.layout.extras[column]] = extra if take is None else extra.take(take)
         return members
 
     def _reject_duplicates(
-        self, keys: pa.Array, rows: np.ndarray, first: np.ndarray, dup: np.ndarray, value: pa.Array
+        self, keys: pa.Array, rows: np.ndarray, first: np.ndarray, dup: np.ndarray, parts: list[_Part]
     ) -> None:
         import numpy as np
         import pyarrow as pa
 
-        mask = pa.array(dup)
-        dup_keys, dup_value = _objects(keys.filter(mask)), _objects(value.filter(mask))
+        at = np.flatnonzero(dup)
+        dup_keys = _objects(keys.take(pa.array(at)))
+        # each repeat's raw value: its key, unless the raw text differed (case, spaces)
+        offsets = np.cumsum([0] + [p.size for p in parts])[:-1]
+        differs = np.concatenate([p.differs + o for p, o in zip(parts, offsets)])
+        dup_value = dup_keys.copy()
+        if len(differs):
+            hit = np.minimum(np.searchsorted(differs, at), len(differs) - 1)
+            found = differs[hit] == at
+            if found.any():
+                value = _concat([p.value for p in parts])
+                dup_value[found] = _objects(value.take(pa.array(hit[found])))
         first_row = rows[first[dup]]
         labels = {r: f"duplicate of row {r}" for r in np.unique(first_row).tolist()}
         self.reject_parts.append(
             _frame(
                 row=rows[dup],
                 key=dup_keys,
-                value=np.where(dup_value == None, dup_keys, dup_value),  # noqa: E711 (element-wise)
+                value=dup_value,
                 reason=np.array([labels[r] for r in first_row.tolist()], dtype=object),
             )
         )
         self.by_reason[DUPLICATE] += int(dup.sum())
 
-    def _identity(self, name: str, parts: list[_Part], take: pa.Array, member_keys: pa.Array) -> pa.Array:
-        """One identity column of the members: the key itself, normalised already, or normalised now."""
+    def _identity(
+        self, name: str, parts: list[_Part], take: pa.Array | None, member_keys: pa.Array
+    ) -> pa.Array | None:
+        """One identity column of the members: the key itself, normalised already, normalised now, or
+        ``None`` when the cohort has no such column."""
         import numpy as np
-        import pyarrow as pa
 
         from infobip_provider.cohorts.columnar import normalize_emails, text_array
 
+        def column(arrays: list[pa.Array]) -> pa.Array:
+            joined = _concat(arrays)
+            return joined if take is None else joined.take(take)
+
         if name == self.key:
             return member_keys
-        done = _concat([p.done[name] for p in parts]).take(take) if name in parts[0].done else None
+        done = column([p.done[name] for p in parts]) if name in parts[0].done else None
         if name not in parts[0].raw:
-            return done if done is not None else pa.nulls(len(take), type=pa.string())
-        raw = _objects(_concat([p.raw[name] for p in parts]).take(take))
+            return done
+        raw = _objects(column([p.raw[name] for p in parts]))
         if name == "email":
             return normalize_emails(raw)
         if name == "external_id":
             return text_array(_normalize(raw, _strip_ids))
-        countries = (
-            _objects(_concat([p.raw["country"] for p in parts]).take(take))
-            if "country" in parts[0].raw
-            else None
-        )
+        countries = _objects(column([p.raw["country"] for p in parts])) if "country" in parts[0].raw else None
         if done is None:
             return text_array(self._phones(raw, countries, np.arange(len(raw))))
         phones = _objects(done).astype(object)  # email_or_phone: members keyed by their email
@@ -556,6 +594,38 @@ def _empty_rejects() -> pd.DataFrame:
     return pd.DataFrame(
         {"row": pd.Series(dtype="int64"), **{c: pd.Series(dtype=object) for c in REJECT_COLUMNS[1:]}}
     )
+
+
+#: Read plain UTF-8 CSV files with Arrow's CSV reader (see :meth:`FileSource.iter_arrow_chunks`).
+ARROW_CSV = True
+
+
+def _read(
+    chunks_of: Iterator[pd.DataFrame],
+    source: CohortSource,
+    cols: IdentityColumns,
+    key: str,
+    region: str | None,
+    keep_columns: Sequence[str] | None,
+) -> tuple[_Run | None, int, int]:
+    """Feed a source's chunks to a run: ``(run, rows read, chunks)`` (no run for an empty file)."""
+    import numpy as np
+
+    run: _Run | None = None
+    rows_read = chunks = 0
+    for chunk in chunks_of:
+        chunks += 1
+        if run is None:
+            found = [str(c) for c in chunk.columns]
+            if not found and len(chunk) == 0:
+                continue  # an empty file: no header, no rows
+            layout = _layout(found, cols, key, source, region)
+            keep = [c for c in layout.extras if keep_columns is None or c in keep_columns]
+            run = _Run(key, layout, region, keep)
+        if len(chunk):
+            run.add(chunk, np.arange(rows_read + 1, rows_read + len(chunk) + 1, dtype=np.int64))
+            rows_read += len(chunk)
+    return run, rows_read, chunks
 
 
 def prepare_cohort(
@@ -582,7 +652,6 @@ def prepare_cohort(
         for a flow that needs the key only).
     :raises CohortError: when the source cannot be read or a needed column is absent.
     """
-    import numpy as np
     import pandas as pd
 
     if key not in KEYS:
@@ -597,21 +666,20 @@ def prepare_cohort(
     except ValueError as exc:
         raise CohortError(str(exc)) from exc
 
-    run: _Run | None = None
-    rows_read = 0
-    chunks = 0
-    for chunk in source.iter_chunks(chunk_size):
-        chunks += 1
-        if run is None:
-            found = [str(c) for c in chunk.columns]
-            if not found and len(chunk) == 0:
-                continue  # an empty file: no header, no rows
-            layout = _layout(found, cols, key, source, region)
-            keep = [c for c in layout.extras if keep_columns is None or c in keep_columns]
-            run = _Run(key, layout, region, keep)
-        if len(chunk):
-            run.add(chunk, np.arange(rows_read + 1, rows_read + len(chunk) + 1, dtype=np.int64))
-            rows_read += len(chunk)
+    if isinstance(source, FileSource) and ARROW_CSV:
+        try:
+            run, rows_read, chunks = _read(
+                source.iter_arrow_chunks(chunk_size), source, cols, key, region, keep_columns
+            )
+        except ArrowReadUnavailable as exc:
+            _log.debug("reading %s with pandas: %s", source.describe(), exc)
+            run, rows_read, chunks = _read(
+                source.iter_chunks(chunk_size), source, cols, key, region, keep_columns
+            )
+    else:
+        run, rows_read, chunks = _read(
+            source.iter_chunks(chunk_size), source, cols, key, region, keep_columns
+        )
 
     if run is None:
         run = _Run(key, _Layout(None, None, None, None, {}), region, [])

@@ -77,6 +77,11 @@ _COMPRESSIONS = {".gz": "gzip", ".bz2": "bz2", ".xz": "xz", ".zst": "zstd", ".zi
 _DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 * 1024
 _DEFAULT_ENCODING = "utf-8-sig"
+_UTF8 = ("utf-8", "utf8", "utf-8-sig", "utf8-sig")
+
+
+class ArrowReadUnavailable(Exception):
+    """Arrow's CSV reader cannot read this file as pandas does: read it with :meth:`FileSource.iter_chunks`."""
 
 
 class CohortError(AirflowFailException):
@@ -301,6 +306,74 @@ class FileSource(CohortSource):
                 yield from self._jsonl(self._decompress(handle, compression), chunk_size)
             else:
                 yield from self._csv(handle, fmt, compression, chunk_size)
+
+    def iter_arrow_chunks(self, chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
+        """Like :meth:`iter_chunks`, with a plain UTF-8 CSV read by Arrow's CSV reader: its chunks hold
+        Arrow-backed text columns and no Python string per cell.
+
+        Arrow reads what pandas reads, except rows with fewer fields than the header, repeated
+        header names, and bytes that are not UTF-8: those raise :class:`ArrowReadUnavailable`,
+        possibly after some chunks, and the caller reads the file again with :meth:`iter_chunks`.
+        """
+        fmt, compression = self.resolved_format()
+        encoding = self.encoding.lower().replace("_", "-")
+        if fmt not in ("csv", "tsv") or compression is not None or encoding not in _UTF8:
+            yield from self.iter_chunks(chunk_size)
+            return
+        yield from self._arrow_csv(fmt, chunk_size)
+
+    def _arrow_csv(self, fmt: str, chunk_size: int) -> Iterator[pd.DataFrame]:
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.csv as pv
+
+        with self._open() as handle:
+            head = handle.read(_SNIFF_BYTES)
+        if head[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE) or not head.strip():
+            raise ArrowReadUnavailable("not plain UTF-8 text with a header")
+        delimiter = "\t" if fmt == "tsv" and self.delimiter is None else self.delimiter
+        if delimiter is None:
+            try:
+                delimiter = sniff_delimiter(
+                    codecs.getincrementaldecoder("utf-8-sig")().decode(head, final=False)
+                )
+            except UnicodeDecodeError as exc:
+                raise ArrowReadUnavailable("not UTF-8") from exc
+        if len(delimiter) != 1 or delimiter in '\r\n"':
+            raise ArrowReadUnavailable(f"delimiter {delimiter!r}")
+        parse = pv.ParseOptions(delimiter=delimiter, newlines_in_values=True)
+        read = pv.ReadOptions(block_size=16 << 20, use_threads=True)
+        try:
+            with self._open() as handle:
+                names = pv.open_csv(handle, read_options=read, parse_options=parse).schema.names
+            stripped = [str(n).strip() for n in names]
+            if len(set(names)) != len(names) or len(set(stripped)) != len(stripped):
+                raise ArrowReadUnavailable("repeated header names")
+            convert = pv.ConvertOptions(
+                column_types={n: pa.string() for n in names},
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+                null_values=[""],
+            )
+            produced = False
+            with self._open() as handle:
+                for batch in pv.open_csv(
+                    handle, read_options=read, parse_options=parse, convert_options=convert
+                ):
+                    for start in range(0, batch.num_rows, chunk_size):
+                        part = batch.slice(start, chunk_size)
+                        produced = True
+                        yield pd.DataFrame(
+                            {
+                                name: pd.Series(pd.arrays.ArrowExtensionArray(column), copy=False)
+                                for name, column in zip(stripped, part.columns)
+                            },
+                            columns=stripped,
+                        )
+            if not produced:
+                yield pd.DataFrame({name: pd.Series(dtype=object) for name in stripped}, columns=stripped)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, UnicodeDecodeError) as exc:
+            raise ArrowReadUnavailable(str(exc)) from exc
 
     def _decompress(self, handle: IO[bytes], compression: str | None) -> IO[bytes]:
         if compression is None:

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from infobip_provider.cohorts.columnar import release_memory
 from infobip_provider.operators.base import CohortOperator
 from infobip_provider.operators.common import check_removal_guard, run_key, validate_sync_args
 
@@ -200,14 +201,17 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         dry_run: bool,
     ) -> dict[str, Any]:
         facts = target.read_json("target.json", {}) or {}
-        with self.phase("resume"):
-            snapshot = self.resume(target, dry_run)
-        with self.phase("prepare"):
+        with self.phase("prepare"):  # the cohort first: its peak does not stand on the snapshot's
             prepared, work, rejects = self.prepare(context)
             rejects_uri = self.report_rejects(context, target, prepared, rejects)
+            release_memory()
+        with self.phase("resume"):
+            snapshot = self.resume(target, dry_run)
+            release_memory()
         self.check_work(prepared, work)
         with self.phase("plan"):
             plan = self.plan(work, snapshot)
+            release_memory()
         check_removal_guard(self.removals(plan), self.confirmed(snapshot), max_removal_ratio, self.what(name))
         counts, line = self.describe(name, plan, snapshot)
         calls = self.calls(plan, batch_size)

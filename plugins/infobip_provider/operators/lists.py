@@ -14,12 +14,14 @@ from infobip_provider.operators.base import CohortOperator
 from infobip_provider.values import as_text
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
     import pyarrow as pa
     from airflow.sdk import Context
 
     from infobip_provider.checkpoint import Lane, Recovery
     from infobip_provider.cohorts import PreparedCohort
+    from infobip_provider.cohorts.columnar import Ids
     from infobip_provider.state import TargetState
 
 MODES = ("mirror", "add_only")
@@ -28,18 +30,35 @@ SNAPSHOT_COLUMNS = {"id": "string", "status": "string"}
 
 
 def snapshot_schema() -> pa.Schema:
-    """The list snapshot: each id Infobip confirmed (``member``), refused, or left ``uncertain``."""
+    """The list snapshot: each id Infobip confirmed (``member``), refused, or left ``uncertain``, with
+    the id's 64-bit hash (kept so that the next plan hashes only the cohort)."""
     import pyarrow as pa
 
-    return pa.schema([("id", pa.string()), ("status", pa.string())])
+    return pa.schema([("id", pa.string()), ("status", pa.string()), ("h", pa.uint64())])
+
+
+def _snapshot(ids: pa.Array, status: pa.Array, hashes: np.ndarray | None = None) -> pa.Table:
+    import pyarrow as pa
+
+    from infobip_provider.cohorts.columnar import hash_keys
+
+    h = hash_keys(ids) if hashes is None else hashes
+    return pa.Table.from_arrays([ids, status, pa.array(h, type=pa.uint64())], schema=snapshot_schema())
 
 
 def as_table(snapshot: pa.Table | pd.DataFrame) -> pa.Table:
+    """The snapshot as its Arrow table (a frame, or a table written before the hashes were kept)."""
     import pyarrow as pa
 
-    if isinstance(snapshot, pa.Table):
+    from infobip_provider.cohorts.columnar import text_array
+
+    if isinstance(snapshot, pa.Table) and "h" in snapshot.column_names:
         return snapshot
-    return pa.Table.from_pandas(snapshot[["id", "status"]], preserve_index=False).cast(snapshot_schema())
+    if not isinstance(snapshot, pa.Table):
+        snapshot = pa.Table.from_pandas(snapshot[["id", "status"]], preserve_index=False)
+    return _snapshot(
+        text_array(snapshot["id"].cast(pa.string())), text_array(snapshot["status"].cast(pa.string()))
+    )
 
 
 @dataclass(frozen=True)
@@ -51,13 +70,16 @@ class ListPlan:
     unchanged: int
 
 
-def plan_list(cohort_ids: Sequence[str] | pa.Array, snapshot: pa.Table | pd.DataFrame, mode: str) -> ListPlan:
+def plan_list(
+    cohort_ids: Sequence[str] | pa.Array, snapshot: pa.Table | pd.DataFrame, mode: str, distinct: bool = False
+) -> ListPlan:
     """Adds (in the cohort, not yet confirmed) and removes (confirmed members no longer in it).
 
     Ids Infobip refused earlier are not sent again while they stay in the cohort. Ids of a batch
     that was sent without an answer (``uncertain``: Infobip may or may not have applied it) are
     sent again either way: added when in the cohort, removed when not (mirror mode); both calls
-    change nothing when repeated.
+    change nothing when repeated. ``distinct``: the cohort's ids are known to be distinct (a
+    prepared cohort's keys), so they are not deduplicated again.
 
     Column-wise: the snapshot's ids are hashed once and each cohort id looked up in them, so a plan
     over millions costs a few seconds and no Python object per member.
@@ -66,25 +88,35 @@ def plan_list(cohort_ids: Sequence[str] | pa.Array, snapshot: pa.Table | pd.Data
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from infobip_provider.cohorts.columnar import Ids, first_rows, text_array
+    from infobip_provider.cohorts.columnar import Ids, first_rows, positions, text_array
 
     cohort = text_array(cohort_ids.array if isinstance(cohort_ids, Ids) else cohort_ids)
-    first = first_rows(cohort)
-    if (first != np.arange(len(cohort))).any():  # keep each id's first place
-        cohort = cohort.filter(pa.array(first == np.arange(len(cohort))))
+    hashes = cohort_ids.hashes if isinstance(cohort_ids, Ids) else None
+    if not distinct:
+        order = np.arange(len(cohort))
+        first = first_rows(cohort, hashes)
+        if (first != order).any():  # keep each id's first place
+            cohort = cohort.filter(pa.array(first == order))
+            hashes = None if hashes is None else hashes[first == order]
+        del first, order
     table = as_table(snapshot)
-    ids, status = text_array(table["id"]), text_array(table["status"])
-    where = pc.index_in(cohort, value_set=ids)  # each cohort id's place in the snapshot (null: new)
-    known = pc.take(status, where)
-    settled = pc.fill_null(pc.is_in(known, value_set=pa.array([MEMBER, REFUSED])), False)
-    adds = cohort.filter(pc.invert(settled))
-    unchanged = int(pc.sum(pc.fill_null(pc.equal(known, MEMBER), False)).as_py() or 0)
+    ids, status = table["id"], table["status"]  # as read: in row groups, not copied into one array
+    member = np.asarray(pc.equal(status, MEMBER).to_numpy(zero_copy_only=False), dtype=bool)
+    refused = np.asarray(pc.equal(status, REFUSED).to_numpy(zero_copy_only=False), dtype=bool)
+    where = positions(cohort, ids, hashes, table["h"].to_numpy())  # each cohort id's place (-1: new)
+    del hashes
+    found = where >= 0
+    at = np.where(found, where, 0)
+    settled = found & (member | refused)[at] if len(ids) else found
+    adds = cohort.filter(pa.array(~settled))
+    unchanged = int((found & member[at]).sum()) if len(ids) else 0
     removes = pa.array([], type=pa.string())
     if mode == "mirror" and len(ids):
         in_cohort = np.zeros(len(ids), dtype=bool)
-        in_cohort[pc.drop_null(where).to_numpy()] = True
-        leaving = pc.and_(pc.is_in(status, value_set=pa.array([MEMBER, UNCERTAIN])), pa.array(~in_cohort))
-        removes = ids.filter(leaving)
+        in_cohort[where[found]] = True
+        uncertain = np.asarray(pc.equal(status, UNCERTAIN).to_numpy(zero_copy_only=False), dtype=bool)
+        leaving = (member | uncertain) & ~in_cohort
+        removes = ids.filter(pa.array(leaving))
         removes = removes.take(pc.sort_indices(removes))
     return ListPlan(Ids(adds), Ids(removes), unchanged)
 
@@ -105,7 +137,7 @@ def fold_into_snapshot(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from infobip_provider.cohorts.columnar import first_rows, text_array
+    from infobip_provider.cohorts.columnar import first_rows
 
     table = as_table(snapshot)
     add_ids = [i for ids, _ in added for i in ids]
@@ -114,22 +146,20 @@ def fold_into_snapshot(
     touched = pa.array([*add_ids, *gone, *uncertain], type=pa.string())
     if not len(touched):
         return table
-    ids = text_array(table["id"])
+    ids = table["id"]
     kept = table.filter(pc.invert(pc.is_in(ids, value_set=touched))) if len(ids) else table
     # The last add of an id wins; a later remove or an unanswered batch overrides it.
     new_ids = pa.array(add_ids[::-1], type=pa.string())
     last = first_rows(new_ids) == np.arange(len(new_ids))
     later = pa.array([*gone, *uncertain], type=pa.string())
     stays = last & ~np.asarray(pc.is_in(new_ids, value_set=later).to_numpy(zero_copy_only=False), dtype=bool)
-    added_table = pa.table(
-        {
-            "id": new_ids.filter(pa.array(stays)),
-            "status": pa.array(add_status[::-1], pa.string()).filter(pa.array(stays)),
-        }
-    ).take(pa.array(np.arange(int(stays.sum()))[::-1]))
+    order = np.flatnonzero(stays)[::-1]  # back in the journal's order
+    added_table = _snapshot(
+        new_ids.take(pa.array(order)), pa.array(add_status[::-1], pa.string()).take(pa.array(order))
+    )
     unsure = pa.array(list(dict.fromkeys(uncertain)), type=pa.string())
-    unsure_table = pa.table({"id": unsure, "status": pa.array([UNCERTAIN] * len(unsure), pa.string())})
-    return pa.concat_tables([kept, added_table.cast(snapshot_schema()), unsure_table.cast(snapshot_schema())])
+    unsure_table = _snapshot(unsure, pa.array([UNCERTAIN] * len(unsure), pa.string()))
+    return pa.concat_tables([kept, added_table, unsure_table])
 
 
 def fold_recovery(snapshot: pa.Table | pd.DataFrame, recovery: Recovery) -> pa.Table:
@@ -142,7 +172,7 @@ def fold_recovery(snapshot: pa.Table | pd.DataFrame, recovery: Recovery) -> pa.T
     )
 
 
-class CohortToListOperator(SyncOperator["pa.Table", "pa.Array", ListPlan]):
+class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
     """Mirror a cohort (file or SQL) into an Infobip list, incrementally and crash-safe.
 
     The first run creates the list and sends every member; later runs send only who entered and
@@ -200,7 +230,7 @@ class CohortToListOperator(SyncOperator["pa.Table", "pa.Array", ListPlan]):
 
     # ----------------------------------------------------------------- snapshot
     def read_snapshot(self, target: TargetState) -> pa.Table:
-        return target.read_snapshot_table(snapshot_schema())
+        return as_table(target.read_snapshot_table(snapshot_schema()))
 
     def write_snapshot(self, target: TargetState, snapshot: pa.Table) -> None:
         target.write_snapshot_table(snapshot)
@@ -218,16 +248,17 @@ class CohortToListOperator(SyncOperator["pa.Table", "pa.Array", ListPlan]):
         return snapshot_schema().empty_table()
 
     # --------------------------------------------------------------------- plan
-    def prepare(self, context: Context) -> tuple[PreparedCohort, pa.Array, pd.DataFrame]:
+    def prepare(self, context: Context) -> tuple[PreparedCohort, Ids, pd.DataFrame]:
         from infobip_provider.cohorts import IdentityColumns
+        from infobip_provider.cohorts.columnar import Ids
 
         prepared = self.read_cohort(
             context, IdentityColumns(email=self.id_column, phone=None), key="email", keep_columns=()
         )
-        return prepared, prepared.keys, prepared.rejects
+        return prepared, Ids(prepared.keys, prepared.key_hashes), prepared.rejects
 
-    def plan(self, work: pa.Array, snapshot: pa.Table) -> ListPlan:
-        return plan_list(work, snapshot, self.mode)
+    def plan(self, work: Ids, snapshot: pa.Table) -> ListPlan:
+        return plan_list(work, snapshot, self.mode, distinct=True)
 
     def removals(self, plan: ListPlan) -> int:
         return len(plan.removes)
