@@ -182,3 +182,20 @@ def test_whatsapp_holds_back_members_in_their_quiet_hours_and_a_later_try_sends_
     per_number = Counter(m["to"] for m in fake.messages)
     assert len(per_number) == 6 and max(per_number.values()) == 1
     assert again["sent_this_try"] == 4
+
+
+def test_a_short_validity_period_holds_members_until_their_window_opens(sms, tmp_path):
+    # kept 4 hours only, the messages of Los Angeles (window 17:00 UTC, 8.5 hours away) and New York
+    # (14:00 UTC) would expire before their windows open: they carry sendAt at the opening
+    summary = sms_tests.run(sms_operator(sms, phone_cohort(tmp_path / "c.csv"), validity_period="4h"))
+    assert summary["sent"] == 6
+    send_at = {}
+    for body in sms.bodies:
+        at = ((body.get("options") or {}).get("schedule") or {}).get("sendAt")
+        for message in body["messages"]:
+            for dest in message["destinations"]:
+                send_at[dest["to"]] = at
+    assert send_at["14155550100"] == "2026-11-24T17:00:00.000+0000"
+    assert send_at["12125550100"] == "2026-11-24T14:00:00.000+0000"
+    assert send_at["447911123400"] is None  # London's window opens in half an hour
+    assert send_at["919812345600"] is None  # Kolkata's is open now

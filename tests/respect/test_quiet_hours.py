@@ -145,9 +145,10 @@ def test_london_across_the_start_of_summer_time():
     assert (hm(winter.window["from"]), hm(winter.window["to"])) == ("09:00", "20:00")
     assert assert_inside(quiet, "Europe/London", winter.window, datetime(2026, 3, 28, 6, tzinfo=UTC)) == 3
     assert (hm(summer.window["from"]), hm(summer.window["to"])) == ("08:00", "20:00")
-    # sent Saturday night after 21:00: the next window is Sunday 09:00 BST
+    # sent Saturday night after 21:00: the next window is Sunday 09:00 BST, but the messages wait
+    # while it is still GMT too, so the window suits both offsets
     eve = window_for(quiet, "Europe/London", datetime(2026, 3, 28, 22, 0, tzinfo=UTC))
-    assert eve.offset == "UTC+01:00" and hm(eve.window["from"]) == "08:00"
+    assert eve.offset == "UTC+01:00" and (hm(eve.window["from"]), hm(eve.window["to"])) == ("09:00", "20:00")
 
 
 def test_new_york_and_auckland_on_both_sides_of_their_changes():
@@ -172,8 +173,8 @@ def test_a_window_crossing_local_midnight_is_split_on_the_right_days():
     assert utc_pieces(quiet, 0) == [(4, 17 * 60, 1440), (5, 0, 9 * 60)]
     assert got.window["days"] == ["SATURDAY"]
     assert (hm(got.window["from"]), hm(got.window["to"])) == ("00:00", "09:00")
-    # the window opens more than a day after the send: sendAt holds the messages until Friday 17:00
-    assert got.send_at == "2026-11-27T17:00:00.000+0000"
+    # the window opens more than a day after the send: sendAt holds the messages until it opens
+    assert got.send_at == "2026-11-28T00:00:00.000+0000"
     assert assert_inside(quiet, "Europe/London", got.window, at, days=7) == 1
     # in Kolkata (UTC+5:30) the same local window is Friday 11:30-24:00 and Saturday 00:00-03:30 UTC
     kolkata = window_for(quiet, "Asia/Kolkata", at)

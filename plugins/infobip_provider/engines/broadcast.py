@@ -50,7 +50,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from airflow.sdk.exceptions import AirflowFailException
@@ -965,7 +965,7 @@ class BroadcastOperator(CohortOperator):
         resolver = ZoneResolver(as_text(self.default_timezone) or "UTC", at)
         phones, column = self._zone_inputs(prepared, recipients)
         zones = resolver.zones(phones, column, len(recipients))
-        windows = windows_for_zones(quiet, zones, at)
+        windows = windows_for_zones(quiet, zones, at, self._validity())
         plan.quiet, plan.at, plan.windows = quiet, at.isoformat(timespec="minutes"), windows
         plan.zone_sources.update(resolver.counts)
         for r, zone in zip(recipients, zones):
@@ -983,6 +983,16 @@ class BroadcastOperator(CohortOperator):
                 "delivery window: they are not sent by this try; run the task again once their window opens "
                 "(members already sent are never sent twice)"
             )
+
+    def _validity(self) -> timedelta:
+        """How long Infobip keeps the messages: the ``validity_period`` given (the channel's options
+        report a bad one), else Infobip's default, 48 hours."""
+        from infobip_provider.options import VALIDITY_CAP, VALIDITY_UNITS, parse_validity_period
+
+        given = parse_validity_period(getattr(self, "validity_period", None), [], [])
+        if not given:
+            return VALIDITY_CAP
+        return min(VALIDITY_CAP, timedelta(seconds=given["amount"] * VALIDITY_UNITS[given["timeUnit"]]))
 
     def _send_time(self) -> datetime | None:
         """The ``send_at`` the task gave, if any, as an aware datetime."""

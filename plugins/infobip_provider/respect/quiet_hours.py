@@ -20,12 +20,13 @@ the second). Infobip takes one ``from``/``to`` only, so :func:`window_for` gives
 that lies wholly inside the local window on the most days for the most minutes, on those UTC days:
 never a minute of quiet hours, sometimes less than the whole local window (Los Angeles' 09:00-21:00
 is 17:00-05:00 UTC; the broadcast uses 17:00-23:59 UTC, or 00:00-05:00 while that one is open). The
-zone's offset is the one in force at the start of the next local window after the send time, so a
-send on the eve of a DST change gets the new offset; when the offset changes within the days Infobip
-may hold the messages, the window is the part that is allowed at both offsets. When no piece is an hour long (a short local
-window split by UTC midnight), the group gets ``sendAt`` at the start of its next local window
-instead; and when the next local window opens more than a day after the send time (allowed days),
-``sendAt`` holds the messages until then so that they do not expire waiting.
+window must suit every UTC offset the zone has from the send time until the messages expire (their
+validity, 48 hours unless shorter, from ``sendAt`` when there is one): the offset in force at the
+send time and after every change in that time, so a DST change never moves it into quiet hours. When
+no piece is an hour long (a short local window split by UTC midnight), the group gets ``sendAt`` at
+the start of its next local window instead; and when the UTC window is not open now and next opens
+more than a day (or the validity less an hour) after the send time, ``sendAt`` holds the messages
+until that opening so that they do not expire waiting.
 """
 
 from __future__ import annotations
@@ -47,11 +48,15 @@ MINUTES_PER_WEEK = 7 * MINUTES_PER_DAY
 MIN_WINDOW_MINUTES = 60
 #: The latest ``to`` Infobip takes (23:59): a window to UTC midnight ends there.
 LAST_MINUTE = MINUTES_PER_DAY - 1
-#: A local window that opens later than this after the send time gets ``sendAt`` (messages must not
-#: wait out their validity).
+#: A UTC window that opens later than this after the send time gets ``sendAt`` at its opening
+#: (messages must not wait out their validity).
 HOLD_BEYOND = timedelta(hours=24)
+#: How long Infobip keeps a message by default, and at most (longer validity is cut to this).
+VALIDITY = timedelta(hours=48)
 #: Days ahead whose offsets a window must suit (Infobip keeps a message at most 48 hours).
 WAIT_DAYS = 3
+#: How often :func:`offsets_between` reads a zone's offset.
+OFFSET_STEP = timedelta(minutes=30)
 #: phonenumbers' prefix keys are at most this long (country code included).
 PHONE_PREFIX_DIGITS = 9
 
@@ -290,36 +295,86 @@ def best_window(
     return None if best is None else best[1]
 
 
+def offsets_between(zone: ZoneInfo, begin: datetime, end: datetime) -> list[int]:
+    """The zone's UTC offsets (minutes) in force at some moment from ``begin`` to ``end``: the one at
+    ``begin`` and after every change until ``end`` (read every :data:`OFFSET_STEP`; no zone keeps an
+    offset for less)."""
+    found = set()
+    moment = begin
+    while True:
+        found.add(int((moment.astimezone(zone).utcoffset() or timedelta()).total_seconds() // 60))
+        if moment >= end:
+            break
+        moment = min(moment + OFFSET_STEP, end)
+    return sorted(found)
+
+
 def offsets_ahead(quiet: QuietHours, zone: ZoneInfo, at: datetime, days: int = WAIT_DAYS) -> list[int]:
-    """The zone's UTC offsets (minutes) at the starts of its local windows from ``at`` for ``days``: the
-    offsets messages sent at ``at`` may meet while Infobip holds them."""
-    local = at.astimezone(zone)
-    found = []
-    for delta in range(-1, days + 1):
-        day = local.date() + timedelta(days=delta)
-        start = _local_moment(day, quiet.start, zone)
-        end = _local_moment(day, quiet.start + quiet.length, zone)
-        if end.astimezone(UTC) <= at or start.astimezone(UTC) > at + timedelta(days=days):
-            continue
-        found.append(int((start.utcoffset() or timedelta()).total_seconds() // 60))
-    return sorted(set(found))
+    """The zone's UTC offsets (minutes) from ``at`` for ``days``: the offsets messages sent at ``at``
+    may meet while Infobip holds them (the one in force at ``at`` included)."""
+    return offsets_between(zone, at, at + timedelta(days=days))
 
 
-def window_for(quiet: QuietHours, zone_name: str, at: datetime) -> ZoneWindow:
+def openings(found: tuple[tuple[int, ...], int, int], at: datetime) -> list[tuple[datetime, datetime]]:
+    """The UTC window's openings (open, close) from the one before ``at`` to a week and a day after."""
+    days, begin, finish = found
+    base = datetime.combine(at.astimezone(UTC).date(), time(), tzinfo=UTC)
+    out = []
+    for delta in range(-1, 9):
+        day = base + timedelta(days=delta)
+        if day.weekday() in days:
+            out.append((day + timedelta(minutes=begin), day + timedelta(minutes=finish)))
+    return out
+
+
+def first_delivery(
+    found: tuple[tuple[int, ...], int, int], at: datetime, hold: timedelta
+) -> tuple[datetime | None, datetime]:
+    """Whether messages sent at ``at`` with the UTC window ``found`` need ``sendAt``, and when they can
+    first be delivered: ``(None, at)`` when the window is open at ``at`` for at least an hour more or
+    opens within ``hold``; else ``(opening, opening)``, the window's next opening after ``at``."""
+    spans = openings(found, at)
+    for start, end in spans:
+        if start <= at and end - at >= timedelta(minutes=MIN_WINDOW_MINUTES):
+            return None, at
+    upcoming = next(start for start, _end in spans if start > at)
+    if upcoming - at <= hold:
+        return None, upcoming
+    return upcoming, upcoming
+
+
+def window_for(quiet: QuietHours, zone_name: str, at: datetime, validity: timedelta = VALIDITY) -> ZoneWindow:
     """The delivery window (and send time) that keeps ``zone_name``'s members out of their quiet hours
-    for a broadcast sent at ``at`` (aware)."""
+    for a broadcast sent at ``at`` (aware), whose messages Infobip keeps for ``validity``.
+
+    The UTC window suits every offset the zone has from ``at`` until the messages expire (their
+    validity runs from ``sendAt`` when there is one); ``sendAt`` is the window's next opening when the
+    window is not open now (for an hour at least) and opens later than :data:`HOLD_BEYOND` (or than
+    the validity less an hour) after ``at``, so messages never expire waiting for it."""
     zone = load_zone(zone_name)
     if zone is None:
         raise QuietHoursError(f"unknown time zone {zone_name!r}")
     at = at.astimezone(UTC)
+    validity = min(validity, VALIDITY)
+    hold = min(HOLD_BEYOND, validity - timedelta(minutes=MIN_WINDOW_MINUTES))
     start, _end = next_local_window(quiet, zone, at)
     start_utc = start.astimezone(UTC)
     offset = int((start.utcoffset() or timedelta()).total_seconds() // 60)
     open_now = start_utc <= at
-    offsets = sorted({offset, *offsets_ahead(quiet, zone, at)})
-    found = best_window([utc_pieces(quiet, o) for o in offsets], at)
     window = None
     send_at = None
+    offsets = set(offsets_between(zone, at, at + validity))
+    found = None
+    for _ in range(8):  # the offsets only grow; two or three rounds settle them
+        found = best_window([utc_pieces(quiet, o) for o in sorted(offsets)], at)
+        if found is None:
+            break
+        held, _first = first_delivery(found, at, hold)
+        more = set(offsets_between(zone, at, (held or at) + validity))
+        if more <= offsets:
+            send_at = None if held is None else format_send_at(held)
+            break
+        offsets |= more
     if found is None:
         # no hour-long piece: hold the messages until the local window opens
         send_at = None if open_now else format_send_at(start_utc)
@@ -330,8 +385,6 @@ def window_for(quiet: QuietHours, zone_name: str, at: datetime) -> ZoneWindow:
             "from": {"hour": begin // 60, "minute": begin % 60},
             "to": {"hour": finish // 60, "minute": finish % 60},
         }
-        if start_utc - at > HOLD_BEYOND:
-            send_at = format_send_at(start_utc)
     return ZoneWindow(zone_name, offset, window, send_at, open_now, start_utc)
 
 
@@ -499,6 +552,8 @@ def _same_zone(name: str, other: str | None) -> bool:
     )
 
 
-def windows_for_zones(quiet: QuietHours, zones: Iterable[str], at: datetime) -> dict[str, ZoneWindow]:
+def windows_for_zones(
+    quiet: QuietHours, zones: Iterable[str], at: datetime, validity: timedelta = VALIDITY
+) -> dict[str, ZoneWindow]:
     """One :class:`ZoneWindow` per distinct zone."""
-    return {zone: window_for(quiet, zone, at) for zone in sorted(set(zones))}
+    return {zone: window_for(quiet, zone, at, validity) for zone in sorted(set(zones))}
