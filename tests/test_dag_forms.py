@@ -117,6 +117,21 @@ def test_broadcasts_respect_the_recipient_from_the_form(dags, dag_id):
     assert task.quiet_hours == quiet and task.max_per_person == cap
     assert task.suppression_path == "/data/dnc.csv" and task.respect_suppression is False
     assert task.default_timezone == "Europe/London" and task.outcomes_conn_id == "dwh"
+    assert task.reports_table == "infobip_delivery_reports" and task.replies_table == "infobip_replies"
     empty = copy.deepcopy(dag.get_task(TASKS[dag_id]))
     empty.render_template_fields({"params": dag.params.dump(), "run_id": "m", "ds": "2026-03-02"})
     assert empty.quiet_hours is None and empty.max_per_person is None and empty.respect_suppression is True
+
+
+@pytest.mark.parametrize("dag_id", BROADCASTS)
+def test_broadcasts_read_the_outcomes_tables_the_reports_dag_names(dags, dag_id):
+    reports_dag = dags["infobip_delivery_reports"]
+    dag = dags[dag_id]
+    for name in ("reports_table", "replies_table"):
+        # the same default as the reports DAG's, and the user may rename (or clear) it
+        assert dag.params[name] == reports_dag.params[name], f"{dag_id}.{name}"
+        assert nullable(dag.params.get_param(name).schema), f"{dag_id}.{name}"
+    task = copy.deepcopy(dag.get_task(TASKS[dag_id]))
+    params = {**dag.params.dump(), "reports_table": "crm.sms_reports", "replies_table": None}
+    task.render_template_fields({"params": params, "run_id": "manual__form", "ds": "2026-03-02"})
+    assert task.reports_table == "crm.sms_reports" and task.replies_table is None

@@ -118,6 +118,24 @@ def respect_params() -> dict[str, Param]:
             "to the account's suppression list; giving the file again replaces what it listed before.",
             SAFETY,
         ),
+        "reports_table": Param(
+            "infobip_delivery_reports",
+            type=["null", "string"],
+            title="Reports table",
+            description="The infobip_delivery_reports DAG's reports table on the warehouse connection: "
+            "its hard and spam bounces feed the suppression list. Use the same name as that DAG; empty: "
+            "not read (on purpose). A table that cannot be read stops the broadcast before it sends.",
+            section=SAFETY,
+        ),
+        "replies_table": Param(
+            "infobip_replies",
+            type=["null", "string"],
+            title="Replies table",
+            description="The infobip_delivery_reports DAG's replies table on the warehouse connection: "
+            "its opt-outs (STOP ...) feed the suppression list. Use the same name as that DAG; empty: "
+            "not read (on purpose). A table that cannot be read stops the broadcast before it sends.",
+            section=SAFETY,
+        ),
     }
 
 
@@ -129,4 +147,6 @@ RESPECT_ARGS = {
     "respect_suppression": "{{ params.respect_suppression }}",
     "suppression_path": "{{ params.suppression_path }}",
     "outcomes_conn_id": "{{ params.warehouse_conn_id }}",
+    "reports_table": "{{ params.reports_table }}",
+    "replies_table": "{{ params.replies_table }}",
 }

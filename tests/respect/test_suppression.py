@@ -216,7 +216,81 @@ def test_a_missing_outcomes_table_is_noted_not_fatal(tmp_path, monkeypatch):
         marks={},
         added_at="t",
     )
-    assert got.rows == [] and len(got.notes) == 2 and "not read" in got.notes[0]
+    assert got.rows == [] and len(got.notes) == 2 and "not there yet" in got.notes[0]
+
+
+class BrokenHook:
+    """A warehouse that answers every query with an error (a lost connection, no permission)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def get_records(self, sql):
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pytest.param(RuntimeError("server closed the connection unexpectedly"), id="connection-lost"),
+        pytest.param(PermissionError('permission denied for table "infobip_replies"'), id="no-permission"),
+        pytest.param(RuntimeError('column "opt_out_word" does not exist'), id="missing-column"),
+    ],
+)
+def test_an_unreadable_outcomes_table_is_an_error_naming_it(error):
+    from infobip_provider.respect.suppression import OutcomesUnreadable
+
+    with pytest.raises(OutcomesUnreadable, match="'infobip_replies' on the connection 'dwh'"):
+        outcome_rows(
+            BrokenHook(error),
+            replies_table="infobip_replies",
+            reports_table=None,
+            marks={},
+            added_at="t",
+            conn_id="dwh",
+        )
+
+
+def test_a_missing_table_read_before_is_an_error(tmp_path, monkeypatch):
+    # a mark says the table was read: missing now means dropped or renamed, not "never filled"
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_EMPTYDB", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "e.db")})
+    )
+    from airflow.sdk import BaseHook
+
+    from infobip_provider.respect.suppression import OutcomesUnreadable
+
+    hook = BaseHook.get_connection("emptydb").get_hook()
+    with pytest.raises(OutcomesUnreadable, match=r"last read up to 2026-11-24 09:00:00\.000"):
+        outcome_rows(
+            hook,
+            replies_table="infobip_replies",
+            reports_table=None,
+            marks={"replies:infobip_replies": "2026-11-24 09:00:00.000"},
+            added_at="t",
+        )
+
+
+def test_a_broadcast_whose_outcomes_cannot_be_read_sends_nothing(tmp_path, outcomes, monkeypatch):
+    from airflow.sdk.exceptions import AirflowFailException
+
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    cohort = phones_cohort(tmp_path / "c.csv", sms_tests.numbers(3))
+    monkeypatch.setattr(
+        "infobip_provider.respect.suppression._records",
+        lambda hook, sql: (_ for _ in ()).throw(RuntimeError("SSL SYSCALL error: EOF detected")),
+    )
+    with pytest.raises(AirflowFailException, match="'infobip_replies' on the connection 'outcomes'"):
+        sms_run(fake, cohort)
+    assert fake.bodies == []
+    # a connection that is not there either
+    monkeypatch.delenv("AIRFLOW_CONN_OUTCOMES")
+    with pytest.raises(AirflowFailException, match="outcomes connection 'outcomes'"):
+        sms_run(fake, cohort)
+    assert fake.bodies == []
+    # on purpose: no outcomes tables
+    summary = sms_run(fake, cohort, replies_table=None, reports_table="")
+    assert summary["sent"] == 3
 
 
 def test_a_users_file_feeds_the_list_and_replaces_what_it_listed_before(tmp_path):

@@ -839,31 +839,45 @@ class BroadcastOperator(CohortOperator):
     ) -> tuple[list[Any], list[str], dict[str, str], list[str]]:
         """Rows from the outcomes tables (since their marks) and the user's file and query."""
         from infobip_provider.operators.common import sql_text
-        from infobip_provider.respect.suppression import listed_rows, outcome_rows, source_name
+        from infobip_provider.respect.suppression import (
+            OutcomesUnreadable,
+            listed_rows,
+            outcome_rows,
+            source_name,
+        )
 
         rows: list[Any] = []
         replace: list[str] = []
         marks: dict[str, str] = {}
         notes: list[str] = []
         conn_id = as_text(self.outcomes_conn_id)
-        if conn_id:
+        replies_table, reports_table = as_text(self.replies_table), as_text(self.reports_table)
+        if conn_id and (replies_table or reports_table):
             try:
                 from airflow.sdk import BaseHook
 
                 hook = BaseHook.get_connection(conn_id).get_hook()
             except Exception as exc:
-                notes.append(f"the outcomes connection {conn_id!r} is not usable ({type(exc).__name__})")
-            else:
+                raise AirflowFailException(
+                    f"The outcomes connection {conn_id!r} (tables {replies_table!r}, {reports_table!r}) is "
+                    f"not usable ({type(exc).__name__}: {str(exc)[:300]}). Nothing was sent: the broadcast "
+                    "would miss its opt-outs and bounces. Fix the connection, or leave outcomes_conn_id "
+                    "empty on purpose, or turn the suppression list off (respect_suppression=False)"
+                ) from exc
+            try:
                 refresh = outcome_rows(
                     hook,
-                    replies_table=as_text(self.replies_table),
-                    reports_table=as_text(self.reports_table),
+                    replies_table=replies_table,
+                    reports_table=reports_table,
                     marks=listing.marks(),
                     added_at=added_at,
+                    conn_id=conn_id,
                 )
-                rows += refresh.rows
-                marks.update(refresh.marks)
-                notes += refresh.notes
+            except OutcomesUnreadable as exc:
+                raise AirflowFailException(str(exc)) from exc
+            rows += refresh.rows
+            marks.update(refresh.marks)
+            notes += refresh.notes
         path, sql = as_text(self.suppression_path), as_text(self.suppression_sql)
         normalize = self._address_normalizer()
         if path:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -138,6 +139,26 @@ def _records(hook: Any, sql: str) -> list[Sequence[Any]]:
     return list(hook.get_records(sql) or [])
 
 
+class OutcomesUnreadable(Exception):
+    """An outcomes table could not be read (other than not being there yet on the first run)."""
+
+
+def table_missing(error: BaseException, table: str) -> bool:
+    """Whether ``error`` says that ``table`` does not exist (SQLite, PostgreSQL, MySQL, SQL Server,
+    Snowflake, BigQuery wording; the table's own name must be in it, so a missing column is not)."""
+    name = re.escape(table.split(".")[-1])
+    text = f"{type(error).__name__}: {error}"
+    patterns = (
+        rf"no such table:?\s*[\"`\[]?(?:[\w.]*\.)?{name}\b",
+        rf"relation\s+\"?(?:[\w.\"]*\.)?{name}\"?\s+does not exist",
+        rf"table\s+'?(?:[\w.]*\.)?{name}'?\s+doesn'?t exist",
+        rf"invalid object name\s+'(?:[\w.\[\]]*\.)?\[?{name}\]?'",
+        rf"object\s+'?(?:[\w.\"]*\.)?\"?{name}\"?'?\s+does not exist",
+        rf"not found: table\s+[\w:.-]*{name}\b",
+    )
+    return any(re.search(p, text, re.IGNORECASE) for p in patterns)
+
+
 def outcome_rows(
     hook: Any,
     *,
@@ -145,10 +166,13 @@ def outcome_rows(
     reports_table: str | None,
     marks: dict[str, str],
     added_at: str,
+    conn_id: str = "",
 ) -> Refresh:
     """New opt-outs and hard or spam bounces in the outcomes tables since their marks.
 
-    A table that cannot be read (not there yet: the reports DAG never ran) is noted and skipped.
+    A table that is not there yet while no mark of it was recorded (the reports DAG never filled it)
+    is noted and skipped; any other failure to read one raises :class:`OutcomesUnreadable` naming the
+    table and connection (a broadcast must not go out without the opt-outs it should know).
     """
     from infobip_provider.warehouse import check_table_name
 
@@ -158,6 +182,7 @@ def outcome_rows(
         table = check_table_name(replies_table)
         queries.append(
             (
+                table,
                 f"replies:{table}",
                 f"SELECT sender, opt_out_word, collected_at FROM {table} WHERE opt_out",
             )
@@ -167,20 +192,31 @@ def outcome_rows(
         classes = ", ".join(f"'{c}'" for c in SUPPRESSING_BOUNCES)
         queries.append(
             (
+                table,
                 f"reports:{table}",
                 f"SELECT channel, recipient, bounce_class, error_name, collected_at FROM {table} "
                 f"WHERE bounce_class IN ({classes})",
             )
         )
-    for source, sql in queries:
+    for table, source, sql in queries:
         mark = marks.get(source)
         if mark:
             sql += f" AND collected_at >= '{mark}'"  # a mark this module wrote: a timestamp's text
         try:
             records = _records(hook, sql)
-        except Exception as exc:  # a missing table, a connection that is not there
-            out.notes.append(f"{source} not read ({type(exc).__name__}): the list is used as it is")
-            continue
+        except Exception as exc:
+            if not mark and table_missing(exc, table):
+                out.notes.append(f"{source} not there yet (never filled by the reports DAG): skipped")
+                continue
+            where = f" on the connection {conn_id!r}" if conn_id else ""
+            state = f"last read up to {mark}" if mark else "never read before"
+            raise OutcomesUnreadable(
+                f"The outcomes table {table!r}{where} could not be read ({type(exc).__name__}: "
+                f"{str(exc)[:300]}; {state}). Nothing was sent: the broadcast would miss its "
+                "opt-outs and bounces. Fix the table or connection, or leave the outcomes out on purpose "
+                "(outcomes_conn_id, replies_table or reports_table empty), or turn the suppression list "
+                "off (respect_suppression=False)"
+            ) from exc
         latest = mark or ""
         for record in records:
             if source.startswith("replies:"):
