@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.outcomes import (
     REPLY_COLUMNS,
@@ -329,9 +330,123 @@ def test_test_sends_ignore_the_list(tmp_path):
     assert summary["sent"] == 1 and {m["to"] for m in fake.messages} == {numbers[0]}
 
 
+NORMALIZERS = {"email": normalize_address, "phone": normalize_address}
+
+
 def test_listed_rows_and_addresses():
     frame = pd.DataFrame({"Email": ["A@x.example", None, "b@x.example"]})
-    rows = listed_rows(frame, "email", "file:x", "t", normalize_address)
+    rows = listed_rows(frame, "file:x", "t", NORMALIZERS)
     assert [r[1] for r in rows] == ["a@x.example", "b@x.example"]
-    frame = pd.DataFrame({"number": ["+41 79 000 00 01"]})  # no identity column: the first
-    assert listed_rows(frame, "phone", "file:y", "t", normalize_address)[0][1] == "41790000001"
+    frame = pd.DataFrame({"number": ["+41 79 000 00 01", "c@x.example"]})  # one column: by its values
+    assert [r[1] for r in listed_rows(frame, "file:y", "t", NORMALIZERS)] == ["41790000001", "c@x.example"]
+
+
+def test_every_identity_column_of_a_list_is_read_whatever_the_channel():
+    frame = pd.DataFrame(
+        {"email": ["a@x.example", None], "Phone": [None, "+41 79 000 00 01"], "name": ["A", "B"]}
+    )
+    assert sorted(r[1] for r in listed_rows(frame, "file:x", "t", NORMALIZERS)) == [
+        "41790000001",
+        "a@x.example",
+    ]
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        pytest.param(pd.DataFrame({"name": ["Ana"], "note": ["+41790000001"]}), id="no-identity-column"),
+        pytest.param(pd.DataFrame(), id="no-columns"),
+    ],
+)
+def test_a_list_without_an_identity_column_is_an_error(frame):
+    from infobip_provider.respect.suppression import SuppressionSourceError
+
+    with pytest.raises(SuppressionSourceError, match="no phone or email column"):
+        listed_rows(frame, "file:x", "t", NORMALIZERS)
+
+
+def test_one_file_shared_by_an_email_and_an_sms_broadcast_keeps_both_its_columns(tmp_path):
+    numbers = sms_tests.numbers(3)
+    mine = tmp_path / "dnc.csv"
+    mine.write_text(f"email,phone\nana@x.example,+{numbers[0]}\nbob@x.example,\n")
+    sms = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    first = sms_tests.run(
+        sms_tests.make(
+            sms, phones_cohort(tmp_path / "c.csv", numbers), text="Hi", suppression_path=str(mine)
+        ),
+        "manual__1",
+    )
+    assert first["skipped_by_reason"]["suppressed"] == 1
+    listing = SuppressionList(TargetState(_folder(tmp_path)))
+    assert listing.addresses("email") == {"ana@x.example", "bob@x.example", numbers[0]}
+    email = email_tests.FakeEmail(str(tmp_path / "state"))
+    path = tmp_path / "e.csv"
+    path.write_text("email,first_name,plan\nana@x.example,Ana,pro\ncid@x.example,Cid,pro\n")
+    op = email_tests.make(email, str(path), suppression_path=str(mine))
+    summary = email_tests.run(op)
+    assert [e["to"] for e in email.emails] == ["cid@x.example"]
+    assert summary["skipped_by_reason"]["suppressed"] == 1
+    # the email broadcast kept the file's numbers: the next SMS broadcast still skips them
+    assert listing.addresses("sms") == {"ana@x.example", "bob@x.example", numbers[0]}
+    again = sms_tests.run(
+        sms_tests.make(
+            sms, phones_cohort(tmp_path / "c.csv", numbers), text="Hi", suppression_path=str(mine)
+        ),
+        "manual__2",
+    )
+    assert again["skipped_by_reason"]["suppressed"] == 1 and again["sent"] == 2
+
+
+def test_a_file_without_an_identity_column_stops_the_broadcast(tmp_path):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    mine = tmp_path / "dnc.csv"
+    mine.write_text("name,note\nAna,do not call\n")
+    op = sms_tests.make(
+        fake, phones_cohort(tmp_path / "c.csv", sms_tests.numbers(2)), text="Hi", suppression_path=str(mine)
+    )
+    with pytest.raises(AirflowFailException, match="no phone or email column"):
+        sms_tests.run(op)
+    assert fake.bodies == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        pytest.param("phone\n", id="header-only"),
+        pytest.param("", id="empty-file"),
+        pytest.param("phone\nnot a number\n", id="mis-read"),
+    ],
+)
+def test_an_empty_or_mis_read_file_does_not_wipe_what_it_listed(tmp_path, content):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(5)
+    cohort = phones_cohort(tmp_path / "c.csv", numbers)
+    mine = tmp_path / "dnc.csv"
+    mine.write_text(f"phone\n+{numbers[0]}\n+{numbers[1]}\n+{numbers[2]}\n")
+    first = sms_tests.run(sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine)), "manual__1")
+    assert first["sent"] == 2
+    sent = len(fake.messages)
+    mine.write_text(content)
+    for dry_run in (True, False):
+        op = sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine), dry_run=dry_run)
+        with pytest.raises(AirflowFailException, match=r"Refusing to remove 3 of the 3|no phone or email"):
+            sms_tests.run(op, "manual__2")
+    assert len(fake.messages) == sent
+    listing = SuppressionList(TargetState(_folder(tmp_path)))
+    assert listing.addresses("sms") == set(numbers[:3])
+
+
+def test_a_list_may_shrink_a_little_and_empty_only_when_allowed(tmp_path):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(5)
+    cohort = phones_cohort(tmp_path / "c.csv", numbers)
+    mine = tmp_path / "dnc.csv"
+    mine.write_text("phone\n" + "".join(f"+{n}\n" for n in numbers[:4]))
+    sms_tests.run(sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine)), "manual__1")
+    mine.write_text("phone\n" + "".join(f"+{n}\n" for n in numbers[:3]))  # one of four off: fine
+    second = sms_tests.run(sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine)), "manual__2")
+    assert second["skipped_by_reason"]["suppressed"] == 3
+    mine.write_text("phone\n")
+    op = sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine), suppression_max_removal_ratio=1)
+    third = sms_tests.run(op, "manual__3")
+    assert third["sent"] == 5 and "suppressed" not in third["skipped_by_reason"]

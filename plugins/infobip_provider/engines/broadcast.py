@@ -616,9 +616,13 @@ class BroadcastOperator(CohortOperator):
     :param respect_suppression: skip the members on the account's suppression list (reason
         ``suppressed``; see :mod:`infobip_provider.respect.suppression`); ``False`` turns it off for
         this broadcast. Never for test sends.
-    :param suppression_path: a file (CSV, Parquet, JSON Lines; a ``phone`` or ``email`` column, else
-        the first) of addresses to add to the suppression list (templated).
+    :param suppression_path: a file (CSV, Parquet, JSON Lines) of addresses to add to the suppression
+        list, for every channel: its ``phone`` and ``email`` columns, both whatever the channel (a file
+        of one column: by its values; otherwise one of them is needed) (templated).
     :param suppression_sql: a query (or ``.sql`` file) on ``cohort_conn_id`` returning such addresses.
+    :param suppression_max_removal_ratio: the share of the entries a file or query listed before that
+        it may drop by listing them no more (default 0.5; a list read as empty drops them all): above
+        it the task fails before sending; 1 allows emptying it (templated).
     :param outcomes_conn_id: the SQL connection of the outcomes tables the reports DAG fills; when
         given, their opt-outs and hard or spam bounces feed the suppression list before each broadcast.
     :param replies_table: the replies table there (``opt_out`` rows suppress the sender everywhere).
@@ -653,6 +657,7 @@ class BroadcastOperator(CohortOperator):
         "respect_suppression",
         "suppression_path",
         "suppression_sql",
+        "suppression_max_removal_ratio",
         "outcomes_conn_id",
         "replies_table",
         "reports_table",
@@ -676,6 +681,7 @@ class BroadcastOperator(CohortOperator):
         respect_suppression: bool | str = True,
         suppression_path: str | None = None,
         suppression_sql: str | None = None,
+        suppression_max_removal_ratio: float | str = 0.5,
         outcomes_conn_id: str | None = None,
         replies_table: str | None = "infobip_replies",
         reports_table: str | None = "infobip_delivery_reports",
@@ -690,6 +696,7 @@ class BroadcastOperator(CohortOperator):
         self.respect_suppression = respect_suppression
         self.suppression_path = suppression_path
         self.suppression_sql = suppression_sql
+        self.suppression_max_removal_ratio = suppression_max_removal_ratio
         self.outcomes_conn_id = outcomes_conn_id
         self.replies_table = replies_table
         self.reports_table = reports_table
@@ -809,8 +816,10 @@ class BroadcastOperator(CohortOperator):
         added = 0
         if dry_run:  # writes nothing, takes no lock
             frame = listing.read()
+            self._check_shrink(frame, rows, replace)
         else:
             with listing.state.lock("the suppression list", wait=float(self.lock_wait), log=self.log):
+                self._check_shrink(listing.read(), rows, replace)
                 added = listing.merge(rows, replace, marks)
                 frame = listing.read()
         suppressed = listing.addresses(self.channel_name, frame)
@@ -841,6 +850,7 @@ class BroadcastOperator(CohortOperator):
         from infobip_provider.operators.common import sql_text
         from infobip_provider.respect.suppression import (
             OutcomesUnreadable,
+            SuppressionSourceError,
             listed_rows,
             outcome_rows,
             source_name,
@@ -879,28 +889,52 @@ class BroadcastOperator(CohortOperator):
             marks.update(refresh.marks)
             notes += refresh.notes
         path, sql = as_text(self.suppression_path), as_text(self.suppression_sql)
-        normalize = self._address_normalizer()
+        normalizers = self._address_normalizers()
+        listed: list[tuple[str, Any]] = []
         if path:
             from infobip_provider.cohorts import FileSource
 
-            name = source_name("file", path)
-            rows += listed_rows(_read_all(FileSource(path)), self.identity, name, added_at, normalize)
-            replace.append(name)
+            listed.append((source_name("file", path), lambda: FileSource(path)))
         if sql:
             from infobip_provider.cohorts import SqlSource
 
             text = sql_text(sql, self, context)
-            name = source_name("sql", text)
-            source = SqlSource(text, as_text(self.cohort_conn_id) or "warehouse_default")
-            rows += listed_rows(_read_all(source), self.identity, name, added_at, normalize)
+            conn = as_text(self.cohort_conn_id) or "warehouse_default"
+            listed.append((source_name("sql", text), lambda: SqlSource(text, conn)))
+        for name, make in listed:
+            try:
+                rows += listed_rows(_read_all(make()), name, added_at, normalizers)
+            except SuppressionSourceError as exc:
+                raise AirflowFailException(f"The suppression list {exc}. Nothing was sent.") from exc
             replace.append(name)
         return rows, replace, marks, notes
 
-    def _address_normalizer(self) -> Callable[[Any], str | None]:
+    def _check_shrink(self, frame: Any, rows: Sequence[Any], replace: Sequence[str]) -> None:
+        """Refuse to let a file or query replace more than ``suppression_max_removal_ratio`` of the
+        entries it listed before (all of them when it reads as empty): a mis-read file must not wipe
+        a do-not-contact list."""
+        from infobip_provider.respect.suppression import removals
+
+        try:
+            ratio = float(self.suppression_max_removal_ratio)
+        except (TypeError, ValueError):
+            raise AirflowFailException(
+                f"suppression_max_removal_ratio must be a number, got {self.suppression_max_removal_ratio!r}"
+            ) from None
+        for source, (removed, before) in removals(frame, rows, replace).items():
+            if before and removed / before > ratio:
+                raise AirflowFailException(
+                    f"Refusing to remove {removed} of the {before} suppression list entries {source} gave "
+                    f"before ({removed / before:.0%} > suppression_max_removal_ratio {ratio:.0%}): an empty "
+                    "or mis-read list must not wipe who may not be contacted. Nothing was sent. Check the "
+                    "list, or raise suppression_max_removal_ratio (1 allows emptying it) for this run."
+                )
+
+    def _address_normalizers(self) -> dict[str, Callable[[Any], str | None]]:
+        """The user's list's normalisers by identity (``email``, ``phone``), whatever the channel;
+        national numbers take the operator's ``default_region`` when it has one."""
         from infobip_provider.cohorts import normalize_email, normalize_phone
 
-        if self.identity == "email":
-            return lambda v: normalize_email(str(v)) if v is not None else None
         region = as_text(getattr(self, "default_region", None))
 
         def phone(value: Any) -> str | None:
@@ -911,7 +945,7 @@ class BroadcastOperator(CohortOperator):
             except ValueError:
                 return None
 
-        return phone
+        return {"email": lambda v: normalize_email(str(v)) if v is not None else None, "phone": phone}
 
     def _cap(self, recipients: Sequence[Any], plan: RespectPlan, bulk_id: str, now: datetime) -> None:
         """Skip members who got ``max_per_person`` messages on this channel within its hours."""

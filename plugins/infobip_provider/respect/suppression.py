@@ -11,8 +11,10 @@ error name). ``sources.json`` keeps how far each outcomes table was read.
 **What feeds it.** The outcomes tables the reports DAG fills (:mod:`infobip_provider.transfers.reports_to_sql`):
 replies marked ``opt_out`` (an opt-out by SMS or WhatsApp suppresses the number on every channel) and
 delivery reports whose ``bounce_class`` is ``hard_bounce`` (a permanent failure) or ``spam_bounce``
-(on their own channel); and the user's own list per broadcast (a file or a query, on every channel),
-kept under its source: giving the same file again replaces what it listed before. Rows are never
+(on their own channel); and the user's own list per broadcast (a file or a query, on every channel:
+its ``email`` and ``phone`` columns both, whatever the broadcast's channel), kept under its source:
+giving the same file again replaces what it listed before, but a list that would drop more than
+``suppression_max_removal_ratio`` of its entries (all of them when read as empty) stops the broadcast. Rows are never
 deleted otherwise: remove one from both files (or give ``respect_suppression=False`` on a broadcast).
 """
 
@@ -21,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -38,6 +40,8 @@ CSV = "suppression.csv"
 SOURCES = "sources.json"
 #: Bounce classes that suppress an address on its channel.
 SUPPRESSING_BOUNCES = ("hard_bounce", "spam_bounce")
+#: The identity columns of the user's own list: each is read whatever the broadcast's channel.
+IDENTITIES = ("email", "phone")
 
 Row = tuple[str, str, str, str, str, str | None]
 
@@ -239,19 +243,53 @@ def outcome_rows(
     return out
 
 
-def listed_rows(frame: pd.DataFrame, identity: str, source: str, added_at: str, normalize: Any) -> list[Row]:
-    """The user's own list (a file's or a query's rows): the ``identity`` column (``phone`` or
-    ``email``) when present, else the first column; each value normalised, for every channel."""
-    if frame.empty or not len(frame.columns):
-        return []
+class SuppressionSourceError(ValueError):
+    """The user's list cannot be read as addresses (no phone or email column)."""
+
+
+def listed_rows(
+    frame: pd.DataFrame, source: str, added_at: str, normalizers: Mapping[str, Callable[[Any], str | None]]
+) -> list[Row]:
+    """The user's own list (a file's or a query's rows), for every channel: *every* identity column it
+    has (``email`` and ``phone``, any case), each value normalised by ``normalizers[identity]``,
+    whichever channel reads it (so broadcasts of different channels list the same entries). A list
+    of a single column of another name is read by its values (an ``@``: an email, else a number).
+
+    :raises SuppressionSourceError: no ``phone`` or ``email`` column and not a single column.
+    """
     lowered = {str(c).strip().lower(): c for c in frame.columns}
-    column = lowered.get(identity, frame.columns[0])
+    columns = [(kind, lowered[kind]) for kind in IDENTITIES if kind in lowered]
+    if not columns:
+        if len(frame.columns) != 1:
+            raise SuppressionSourceError(
+                f"{source} has no phone or email column (columns: {[str(c) for c in frame.columns]}); "
+                "name the column of addresses phone or email"
+            )
+        columns = [("", frame.columns[0])]
     rows: list[Row] = []
-    for value in frame[column].tolist():
-        address = normalize(value)
-        if address:
-            rows.append((ANY_CHANNEL, address, "listed", source, added_at, None))
+    for kind, column in columns:
+        for value in frame[column].tolist():
+            if value is None or (isinstance(value, float) and value != value):
+                continue
+            use = kind or ("email" if "@" in str(value) else "phone")
+            address = normalizers[use](value)
+            if address:
+                rows.append((ANY_CHANNEL, address, "listed", source, added_at, None))
     return rows
+
+
+def removals(frame: pd.DataFrame, rows: Sequence[Row], sources: Iterable[str]) -> dict[str, tuple[int, int]]:
+    """Per source to replace: how many of its entries in ``frame`` its new ``rows`` would drop, of how
+    many it has."""
+    out: dict[str, tuple[int, int]] = {}
+    for source in sources:
+        before = set()
+        if len(frame):
+            mine = frame[frame["source"] == source]
+            before = set(zip(mine["channel"].tolist(), mine["address"].tolist()))
+        after = {(r[0], r[1]) for r in rows if r[3] == source}
+        out[source] = (len(before - after), len(before))
+    return out
 
 
 def source_name(kind: str, text: str) -> str:
