@@ -203,6 +203,28 @@ def test_the_outcomes_tables_are_read_from_their_marks_on(tmp_path, outcomes):
     assert listing.addresses("email") == {"41790000001", "41790000002"}
 
 
+def test_a_row_stamped_before_the_mark_by_a_slow_clock_is_still_read(tmp_path, outcomes):
+    listing = SuppressionList(TargetState(_folder(tmp_path)))
+    hook = outcomes["replies"].hook
+    reply(outcomes["replies"], "41790000001", "STOP", "2026-11-24 11:00:00.000", "r1")
+    first = outcome_rows(hook, replies_table="infobip_replies", reports_table=None, marks={}, added_at="t")
+    listing.merge(first.rows, marks=first.marks)
+    # collected after that read by a worker whose clock is 40 minutes behind: stamped before the mark
+    reply(outcomes["replies"], "41790000002", "STOP", "2026-11-24 10:20:00.000", "r2")
+    second = outcome_rows(
+        hook, replies_table="infobip_replies", reports_table=None, marks=listing.marks(), added_at="t"
+    )
+    assert "41790000002" in {r[1] for r in second.rows}
+    assert listing.merge(second.rows, marks=second.marks) == 1  # the one read again is not added twice
+    assert listing.marks() == {"replies:infobip_replies": "2026-11-24 11:00:00.000"}
+    # a day before the mark at most
+    reply(outcomes["replies"], "41790000003", "STOP", "2026-11-23 10:59:00.000", "r3")
+    third = outcome_rows(
+        hook, replies_table="infobip_replies", reports_table=None, marks=listing.marks(), added_at="t"
+    )
+    assert "41790000003" not in {r[1] for r in third.rows}
+
+
 def test_a_missing_outcomes_table_is_noted_not_fatal(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_EMPTYDB", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "e.db")})

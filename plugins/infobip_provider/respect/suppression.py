@@ -6,7 +6,9 @@ channel: ``channel`` (``*`` for every channel of the address, or ``sms``, ``emai
 ``address`` (E.164 digits without ``+``, or a lower-case email address), ``reason`` (``opt_out``,
 ``hard_bounce``, ``spam_bounce``, ``listed``), ``source`` (``replies:<table>``, ``reports:<table>``,
 ``file:<path>``, ``sql:<hash>``), ``added_at`` (ISO 8601 UTC) and ``detail`` (the opt-out word or the
-error name). ``sources.json`` keeps how far each outcomes table was read.
+error name). ``sources.json`` keeps how far each outcomes table was read (the collection times of
+its rows, stamped by the reports DAG's workers); each broadcast reads from a day before that, so that
+a row stamped by a worker whose clock is behind is never skipped.
 
 **What feeds it.** The outcomes tables the reports DAG fills (:mod:`infobip_provider.transfers.reports_to_sql`):
 replies marked ``opt_out`` (an opt-out by SMS or WhatsApp suppresses the number on every channel) and
@@ -25,7 +27,7 @@ import io
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ CSV = "suppression.csv"
 SOURCES = "sources.json"
 #: Bounce classes that suppress an address on its channel.
 SUPPRESSING_BOUNCES = ("hard_bounce", "spam_bounce")
+#: How far before its mark an outcomes table is read again (a worker's clock may be behind).
+LOOKBACK = timedelta(days=1)
 #: The identity columns of the user's own list: each is read whatever the broadcast's channel.
 IDENTITIES = ("email", "phone")
 
@@ -143,6 +147,19 @@ def _records(hook: Any, sql: str) -> list[Sequence[Any]]:
     return list(hook.get_records(sql) or [])
 
 
+def lookback(mark: str) -> str:
+    """Where to read an outcomes table from: :data:`LOOKBACK` before its mark, so that rows stamped
+    by a worker whose clock is behind (after the mark was taken) are still read; the rows read again
+    are already on the list (merging keeps each address once)."""
+    try:
+        moment = datetime.fromisoformat(mark.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return mark
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return (moment - LOOKBACK).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 class OutcomesUnreadable(Exception):
     """An outcomes table could not be read (other than not being there yet on the first run)."""
 
@@ -205,7 +222,8 @@ def outcome_rows(
     for table, source, sql in queries:
         mark = marks.get(source)
         if mark:
-            sql += f" AND collected_at >= '{mark}'"  # a mark this module wrote: a timestamp's text
+            # a mark this module wrote: a timestamp's text
+            sql += f" AND collected_at >= '{lookback(mark)}'"
         try:
             records = _records(hook, sql)
         except Exception as exc:
