@@ -212,6 +212,10 @@ def sms_bounce_class(status: Mapping[str, Any] | None, error: Mapping[str, Any] 
 _EMAIL_SPAM_DROPPED = {"EC_SPAM_DETECTED", "EC_SUPPRESSED_SPAM_COMPLAINT", "EC_SUPPRESSED_BOUNCE"}
 _EMAIL_SPAM_BOUNCED = {"EC_SENDER_IP_BLACKLISTED", "EC_BLOCKED_AS_SPAM", "EC_SPAM_REVERTED"}
 _EMAIL_SOFT_BOUNCED = {"EC_RECIPIENT_INBOX_FULL", "EC_SOFT_BOUNCE"}
+#: Error names whose bounce the *sender* caused (its IP on a blacklist): classed as seed 001 says in
+#: the reports table, but no reason to suppress the recipient (see
+#: :mod:`infobip_provider.respect.suppression`).
+SENDER_CAUSED_ERRORS = ("EC_SENDER_IP_BLACKLISTED",)
 
 
 def email_bounce_class(status: Mapping[str, Any] | None, error: Mapping[str, Any] | None) -> str:

@@ -225,6 +225,47 @@ def test_a_row_stamped_before_the_mark_by_a_slow_clock_is_still_read(tmp_path, o
     assert "41790000003" not in {r[1] for r in third.rows}
 
 
+def test_a_sender_caused_bounce_is_a_spam_bounce_but_suppresses_nobody(tmp_path, outcomes):
+    blacklisted = {"groupName": "BOUNCED", "name": "EC_SENDER_IP_BLACKLISTED", "permanent": True}
+    spam = {"groupName": "BOUNCED", "name": "EC_BLOCKED_AS_SPAM", "permanent": True}
+    report(
+        outcomes["reports"],
+        "email",
+        "ana@x.example",
+        "UNDELIVERABLE",
+        blacklisted,
+        "2026-11-24 09:00:00.000",
+        "e1",
+    )
+    report(
+        outcomes["reports"], "email", "bob@x.example", "UNDELIVERABLE", spam, "2026-11-24 09:00:00.000", "e2"
+    )
+    hook = outcomes["reports"].hook
+    # the reports table keeps seed 001's class
+    classes = dict(hook.get_records("SELECT recipient, bounce_class FROM infobip_delivery_reports"))
+    assert classes == {"ana@x.example": "spam_bounce", "bob@x.example": "spam_bounce"}
+    got = outcome_rows(
+        hook, replies_table=None, reports_table="infobip_delivery_reports", marks={}, added_at="t"
+    )
+    assert [r[1] for r in got.rows] == ["bob@x.example"]
+    # an entry such a bounce put on the list before is taken off at the next merge
+    listing = SuppressionList(TargetState(_folder(tmp_path)))
+    listing.merge(
+        [
+            (
+                "email",
+                "ana@x.example",
+                "spam_bounce",
+                "reports:infobip_delivery_reports",
+                "t",
+                "EC_SENDER_IP_BLACKLISTED",
+            )
+        ]
+    )
+    listing.merge(got.rows)
+    assert listing.addresses("email") == {"bob@x.example"}
+
+
 def test_a_missing_outcomes_table_is_noted_not_fatal(tmp_path, monkeypatch):
     monkeypatch.setenv(
         "AIRFLOW_CONN_EMPTYDB", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "e.db")})

@@ -13,7 +13,7 @@ a row stamped by a worker whose clock is behind is never skipped.
 **What feeds it.** The outcomes tables the reports DAG fills (:mod:`infobip_provider.transfers.reports_to_sql`):
 replies marked ``opt_out`` (an opt-out by SMS or WhatsApp suppresses the number on every channel) and
 delivery reports whose ``bounce_class`` is ``hard_bounce`` (a permanent failure) or ``spam_bounce``
-(on their own channel); and the user's own list per broadcast (a file or a query, on every channel:
+(on their own channel), except bounces the sender caused (``EC_SENDER_IP_BLACKLISTED``); and the user's own list per broadcast (a file or a query, on every channel:
 its ``email`` and ``phone`` columns both, whatever the broadcast's channel), kept under its source:
 giving the same file again replaces what it listed before, but a list that would drop more than
 ``suppression_max_removal_ratio`` of its entries (all of them when read as empty) stops the broadcast. Rows are never
@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from infobip_provider.outcomes import SENDER_CAUSED_ERRORS
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -40,7 +42,8 @@ ANY_CHANNEL = "*"
 PARQUET = "suppression.parquet"
 CSV = "suppression.csv"
 SOURCES = "sources.json"
-#: Bounce classes that suppress an address on its channel.
+#: Bounce classes that suppress an address on its channel (not those the sender caused:
+#: :data:`infobip_provider.outcomes.SENDER_CAUSED_ERRORS`).
 SUPPRESSING_BOUNCES = ("hard_bounce", "spam_bounce")
 #: How far before its mark an outcomes table is read again (a worker's clock may be behind).
 LOOKBACK = timedelta(days=1)
@@ -117,6 +120,9 @@ class SuppressionList:
         replaced = set(replace_sources)
         if replaced and len(current):
             current = current[~current["source"].isin(replaced)]
+        if len(current):  # entries a sender-caused bounce put there before it stopped suppressing
+            sender = current["detail"].astype(str).str.upper().isin(SENDER_CAUSED_ERRORS)
+            current = current[~(sender & current["source"].astype(str).str.startswith("reports:"))]
         known = set(zip(current["channel"].tolist(), current["address"].tolist()))
         fresh: list[Row] = []
         for row in rows:
@@ -211,12 +217,14 @@ def outcome_rows(
     if reports_table:
         table = check_table_name(reports_table)
         classes = ", ".join(f"'{c}'" for c in SUPPRESSING_BOUNCES)
+        senders = ", ".join(f"'{c}'" for c in SENDER_CAUSED_ERRORS)
         queries.append(
             (
                 table,
                 f"reports:{table}",
                 f"SELECT channel, recipient, bounce_class, error_name, collected_at FROM {table} "
-                f"WHERE bounce_class IN ({classes})",
+                f"WHERE bounce_class IN ({classes}) "
+                f"AND (error_name IS NULL OR UPPER(error_name) NOT IN ({senders}))",
             )
         )
     for table, source, sql in queries:
