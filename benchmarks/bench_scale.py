@@ -79,9 +79,13 @@ def worker(args: argparse.Namespace) -> None:
             sender="Shop",
             dry_run=True,
         )
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     started = time.monotonic()
     summary = operator.execute({"run_id": args.run_id, "ti": TI()})
-    print(json.dumps({"wall": time.monotonic() - started, "summary": summary}, default=str))
+    wall = time.monotonic() - started
+    print(json.dumps({"wall": wall, "summary": summary, "rss_before_gb": before}, default=str))
 
 
 def run_worker(kind: str, root: Path, cohort: Path, conn: str, run_id: str) -> dict[str, Any]:

@@ -114,8 +114,9 @@ def reference(frame: pd.DataFrame, key: str) -> tuple[list[tuple], list[tuple]]:
     """The cohort rule read row by row: members ``(key, email, phone, row, plan)`` and rejects."""
     seen: dict[str, int] = {}
     members, rejects = [], []
-    for row, (email_raw, phone_raw, plan) in enumerate(frame.itertuples(index=False), start=1):
+    for row, (email_raw, phone_raw, plan, ext_raw) in enumerate(frame.itertuples(index=False), start=1):
         email, phone = normalize_email(email_raw), normalize_phone(phone_raw, "US")
+        ext = ext_raw.strip() or None if isinstance(ext_raw, str) else None
         value = email_raw if key == "email" else phone_raw
         k = email if key == "email" else phone
         if key == "email_or_phone":
@@ -146,7 +147,7 @@ def reference(frame: pd.DataFrame, key: str) -> tuple[list[tuple], list[tuple]]:
             rejects.append((row, k, value, f"duplicate of row {seen[k]}"))
         else:
             seen[k] = row
-            members.append((k, email, phone, row, plan))
+            members.append((k, email, phone, ext, row, plan))
     return members, rejects
 
 
@@ -161,18 +162,29 @@ CELL_PHONE = st.one_of(
 
 
 @given(
-    st.lists(st.tuples(CELL_EMAIL, CELL_PHONE, st.sampled_from(["pro", "free", None])), max_size=25),
+    st.lists(
+        st.tuples(
+            CELL_EMAIL,
+            CELL_PHONE,
+            st.sampled_from(["pro", "free", None]),
+            st.sampled_from([" c1 ", "c2", "", None]),
+        ),
+        max_size=25,
+    ),
     st.sampled_from(["email", "phone", "email_or_phone"]),
     st.integers(min_value=1, max_value=7),
 )
 @settings(max_examples=150, deadline=None)
 def test_prepare_cohort_agrees_with_a_row_by_row_reading(rows, key, size):
-    frame = pd.DataFrame(rows, columns=["email", "phone", "plan"], dtype=object)
-    prepared = prepare_cohort(Rows(frame, size), IdentityColumns(email="email", phone="phone"), key=key)
+    frame = pd.DataFrame(rows, columns=["email", "phone", "plan", "ext"], dtype=object)
+    columns = IdentityColumns(email="email", phone="phone", external_id="ext")
+    prepared = prepare_cohort(Rows(frame, size), columns, key=key)
     want_members, want_rejects = reference(frame, key)
     got = [
-        (r.key, r.email, r.phone, r.row, r.plan)
-        for r in prepared.members[["key", "email", "phone", "row", "plan"]].itertuples(index=False)
+        (r.key, r.email, r.phone, r.external_id, r.row, r.plan)
+        for r in prepared.members[["key", "email", "phone", "external_id", "row", "plan"]].itertuples(
+            index=False
+        )
     ]
     assert got == want_members
     assert prepared.keys.to_pylist() == [m[0] for m in want_members]
@@ -261,3 +273,14 @@ def test_a_plain_csv_is_read_by_arrow_and_a_ragged_one_by_pandas(tmp_path):
         list(FileSource(ragged).iter_arrow_chunks())
     prepared = prepare_cohort(FileSource(ragged), IdentityColumns(email="email", phone=None))
     assert prepared.keys.to_pylist() == ["ana@x.com"]  # read again by pandas, nothing lost
+
+
+def test_take_from_chunks_in_any_order():
+    import numpy as np
+
+    from infobip_provider.cohorts.columnar import take
+
+    chunked = pa.chunked_array([pa.array(["a", "b"]), pa.array(["c"]), pa.array(["d", "e", "f"])])
+    for indices in ([5, 0, 2, 2, 3], [0, 1, 2, 3, 4, 5], [], [4]):
+        got = take(chunked, np.array(indices, dtype=np.int64)).to_pylist()
+        assert got == [chunked.to_pylist()[i] for i in indices]

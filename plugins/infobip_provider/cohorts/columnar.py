@@ -14,6 +14,7 @@ per member, so a 10-million-member cohort costs seconds and a few tens of bytes 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
@@ -54,6 +55,13 @@ def text_array(values: Any) -> pa.Array:
     if isinstance(values, pa.Array):
         return values
     return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def text_column(values: Any) -> pa.Array | pa.ChunkedArray:
+    """Like :func:`text_array`, but a chunked array stays in its chunks (nothing is copied)."""
+    import pyarrow as pa
+
+    return values if isinstance(values, pa.ChunkedArray) else text_array(values)
 
 
 def normalize_emails(values: Any) -> pa.Array:
@@ -101,7 +109,7 @@ def hash_keys(keys: Any, block: int = 262_144) -> np.ndarray:
     import numpy as np
     import pandas as pd
 
-    keys = text_array(keys)
+    keys = text_column(keys)
     out = np.empty(len(keys), dtype=np.uint64)
     for start in range(0, len(keys), block):
         chunk = keys.slice(start, block).to_numpy(zero_copy_only=False)
@@ -119,14 +127,42 @@ def _buckets(hashes: np.ndarray, count: int = 8) -> Iterator[np.ndarray]:
         yield np.flatnonzero(top == bucket)
 
 
+def take(values: pa.Array | pa.ChunkedArray, indices: np.ndarray) -> pa.Array:
+    """``values[indices]`` as one array; a chunked array is taken from chunk by chunk (Arrow's own
+    take would first copy every chunk into one array)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(values, pa.Array):
+        return values.take(pa.array(indices))
+    if values.num_chunks == 1:
+        return values.chunk(0).take(pa.array(indices))
+    if len(indices) == 0:
+        return pa.array([], type=values.type)
+    starts = np.cumsum([0] + [len(c) for c in values.chunks])
+    order = np.argsort(indices, kind="stable")
+    ordered = indices[order]
+    bounds = np.searchsorted(ordered, starts)
+    pieces = [
+        values.chunk(c).take(pa.array(ordered[lo:hi] - starts[c]))
+        for c, (lo, hi) in enumerate(itertools.pairwise(bounds))
+        if hi > lo
+    ]
+    joined = pa.concat_arrays(pieces)
+    if (order[1:] > order[:-1]).all():  # the indices were in order already
+        return joined
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return joined.take(pa.array(back))
+
+
 def _same(a: pa.Array, where_a: np.ndarray, b: pa.Array, where_b: np.ndarray, block: int = 1 << 20) -> bool:
     """Whether ``a[where_a]`` equals ``b[where_b]`` element-wise (compared a block at a time)."""
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     for start in range(0, len(where_a), block):
-        left = a.take(pa.array(where_a[start : start + block]))
-        right = b.take(pa.array(where_b[start : start + block]))
+        left = take(a, where_a[start : start + block])
+        right = take(b, where_b[start : start + block])
         if not pc.all(pc.equal(left, right)).as_py():
             return False
     return True
@@ -143,7 +179,7 @@ def first_rows(keys: Any, hashes: np.ndarray | None = None) -> np.ndarray:
     import pandas as pd
     import pyarrow.compute as pc
 
-    keys = text_array(keys)
+    keys = text_column(keys)
     n = len(keys)
     first = np.arange(n, dtype=np.int64)
     if n == 0:
@@ -177,11 +213,10 @@ def positions(
     """
     import numpy as np
     import pandas as pd
-    import pyarrow as pa
     import pyarrow.compute as pc
 
-    values = text_array(values)
-    among = among if isinstance(among, pa.ChunkedArray) else text_array(among)  # a table's column: as it is
+    values = text_column(values)
+    among = text_column(among)  # a table's column: as it is
     if len(values) == 0 or len(among) == 0:
         return np.full(len(values), -1, dtype=np.int64)
     among_hashes = hash_keys(among) if among_hashes is None else among_hashes
@@ -210,7 +245,7 @@ def is_in(values: Any, among: Any) -> np.ndarray:
     import numpy as np
     import pyarrow.compute as pc
 
-    values = text_array(values)
+    values = text_column(values)
     if len(values) == 0 or len(among) == 0:
         return np.zeros(len(values), dtype=bool)
     mask = pc.is_in(values, value_set=text_array(among))
@@ -222,7 +257,7 @@ class Ids(Sequence[str]):
     asked for (a plan of millions sends its ids batch by batch without a Python string per id)."""
 
     def __init__(self, array: Any, hashes: np.ndarray | None = None) -> None:
-        self.array = text_array(array)
+        self.array = text_column(array)
         self.hashes = hashes  # the ids' 64-bit hashes (hash_keys) when known
 
     def __len__(self) -> int:
@@ -250,7 +285,7 @@ class Ids(Sequence[str]):
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Ids):
-            return self.array.equals(other.array)
+            return text_array(self.array).equals(text_array(other.array))
         if isinstance(other, Sequence) and not isinstance(other, str):
             return len(other) == len(self) and list(self) == list(other)
         return NotImplemented

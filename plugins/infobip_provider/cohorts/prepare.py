@@ -468,8 +468,13 @@ class _Run:
             return
         keys, raw_value = keys.filter(valid), value.filter(valid)
         differs = pc.fill_null(pc.not_equal(raw_value, keys), True)
-        later = ["phone"] if self.key == "email_or_phone" else ["email", "phone", "external_id"]
-        later = [n for n in later if n != self.key and getattr(layout, n)]
+        # the identities still to normalise for the members (email_or_phone has the email already, and
+        # the phone of members keyed by it, not of those keyed by their email)
+        later = [
+            n
+            for n in ("email", "phone", "external_id")
+            if n != self.key and getattr(layout, n) and not (n == "email" and self.key == "email_or_phone")
+        ]
         if "phone" in later and layout.country:
             later.append("country")
         self.parts.append(
@@ -491,6 +496,7 @@ class _Run:
         import pyarrow as pa
 
         from infobip_provider.cohorts.columnar import first_rows, hash_keys
+        from infobip_provider.cohorts.columnar import take as take_text
 
         parts, self.parts = self.parts, []
         if not parts:
@@ -502,7 +508,7 @@ class _Run:
                 "row": np.zeros(0, dtype=np.int64),
                 **{self.layout.extras[c]: empty for c in self.keep},
             }
-        keys = _concat([p.keys for p in parts])
+        keys = pa.chunked_array([p.keys for p in parts], type=pa.string())  # the parts' own arrays
         rows = np.concatenate([p.rows for p in parts])
         for part in parts:  # the parts' own copies go as soon as the whole column exists
             part.keys, part.rows = None, None  # type: ignore[assignment]
@@ -517,7 +523,7 @@ class _Run:
             self._reject_duplicates(keys, rows, first_rows(keys, hashes), dup, parts)
             index = np.flatnonzero(~dup)
             take = pa.array(index)
-            members = {"key": keys.take(take), "_hashes": hashes[index], "row": rows[index]}
+            members = {"key": take_text(keys, index), "_hashes": hashes[index], "row": rows[index]}
             del keys, hashes
         for name in ("email", "phone", "external_id"):
             members[name] = self._identity(name, parts, take, members["key"])
@@ -530,10 +536,11 @@ class _Run:
         self, keys: pa.Array, rows: np.ndarray, first: np.ndarray, dup: np.ndarray, parts: list[_Part]
     ) -> None:
         import numpy as np
-        import pyarrow as pa
+
+        from infobip_provider.cohorts.columnar import take
 
         at = np.flatnonzero(dup)
-        dup_keys = _objects(keys.take(pa.array(at)))
+        dup_keys = _objects(take(keys, at))
         # each repeat's raw value: its key, unless the raw text differed (case, spaces)
         offsets = np.cumsum([0] + [p.size for p in parts])[:-1]
         differs = np.concatenate([p.differs + o for p, o in zip(parts, offsets)])
@@ -543,7 +550,7 @@ class _Run:
             found = differs[hit] == at
             if found.any():
                 value = _concat([p.value for p in parts])
-                dup_value[found] = _objects(value.take(pa.array(hit[found])))
+                dup_value[found] = _objects(take(value, hit[found]))
         first_row = rows[first[dup]]
         labels = {r: f"duplicate of row {r}" for r in np.unique(first_row).tolist()}
         self.reject_parts.append(

@@ -38,6 +38,16 @@ W = TypeVar("W")  # a flow's work: the prepared cohort as the flow plans it
 P = TypeVar("P")  # a flow's plan
 
 
+def _peak_rss_mb() -> float:
+    """The task process's peak resident memory so far, in MB (0 where the platform does not say)."""
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    except (ImportError, OSError):
+        return 0.0
+
+
 @dataclass
 class Tally:
     """What Infobip answered during one task, counted from the lanes' threads."""
@@ -156,11 +166,19 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         finally:
             phases = self.__dict__.setdefault("_phases", {})
             phases[name] = phases.get(name, 0.0) + time.monotonic() - started
+            self.__dict__.setdefault("_peaks", {})[name] = _peak_rss_mb()
 
     def phase_seconds(self) -> dict[str, float]:
-        phases = self.__dict__.get("_phases", {})
-        self.log.info("Time by phase: %s", ", ".join(f"{k} {v:.2f} s" for k, v in phases.items()))
+        phases, peaks = self.__dict__.get("_phases", {}), self.__dict__.get("_peaks", {})
+        self.log.info(
+            "Time by phase (and the task's peak memory at its end): %s",
+            ", ".join(f"{k} {v:.2f} s ({peaks.get(k, 0):.0f} MB)" for k, v in phases.items()),
+        )
         return {k: round(v, 3) for k, v in phases.items()}
+
+    def phase_peaks(self) -> dict[str, int]:
+        """The task's peak memory (MB) at the end of each phase: where the peak was reached."""
+        return {k: round(v) for k, v in self.__dict__.get("_peaks", {}).items()}
 
     def execute(self, context: Context) -> dict[str, Any]:
         self.__dict__["_phases"] = {}
@@ -211,6 +229,8 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         self.check_work(prepared, work)
         with self.phase("plan"):
             plan = self.plan(work, snapshot)
+            stats = prepared.stats
+            del prepared, work  # the plan holds what is sent; a vanished target reads the cohort again
             release_memory()
         check_removal_guard(self.removals(plan), self.confirmed(snapshot), max_removal_ratio, self.what(name))
         counts, line = self.describe(name, plan, snapshot)
@@ -226,19 +246,25 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         )
         summary: dict[str, Any] = {
             "dry_run": dry_run,
-            "cohort": prepared.stats,
+            "cohort": stats,
             **counts,
             "rejects_uri": rejects_uri,
         }
         if dry_run:
-            summary.update(calls_planned=calls, seconds_bound=bound, phases=self.phase_seconds())
+            summary.update(
+                calls_planned=calls,
+                seconds_bound=bound,
+                phases=self.phase_seconds(),
+                peak_memory_mb=self.phase_peaks(),
+            )
             self.log.info("Dry run, nothing sent. Turn dry_run off to apply this plan.")
             planned = {k: summary[k] for k in self.planned_counts} | {"not_used": len(rejects)}
             return self.finish(
                 context, target, name, summary, counts=planned, size=self.confirmed(snapshot), dry_run=True
             )
-        summary.update(self.apply_plan(context, target, name, facts, snapshot, work, plan, batch_size))
+        summary.update(self.apply_plan(context, target, name, facts, snapshot, plan, batch_size))
         summary["phases"] = self.phase_seconds()
+        summary["peak_memory_mb"] = self.phase_peaks()
         summary["rejected"] = len(rejects) + summary["refused_by_infobip"]
         size = int(summary.pop("_size"))
         self.log.info(
@@ -259,11 +285,11 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         name: str,
         facts: dict[str, Any],
         snapshot: S,
-        work: W,
         plan: P,
         batch_size: int,
     ) -> dict[str, Any]:
-        """Send the plan; if the target vanished, start it afresh once and send the whole cohort."""
+        """Send the plan; if the target vanished, start it afresh once and send the whole cohort
+        (read again: the cohort is not kept in memory while the plan is sent)."""
         run = run_key(context)
         tally = Tally()
         recreated = False
@@ -277,7 +303,7 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
             snapshot = self.forget_target(target, facts)
             self.write_snapshot(target, snapshot)
             target.clear_journal()
-            plan = self.plan(work, snapshot)
+            plan = self.plan(self.prepare(context)[1], snapshot)
             refused, tally = tally.refused, Tally()  # count what the new target got, not the vanished one
             tally.refuse(refused)
             snapshot = self.apply(target, facts, snapshot, plan, batch_size, run, tally)

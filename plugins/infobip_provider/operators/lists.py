@@ -30,11 +30,14 @@ SNAPSHOT_COLUMNS = {"id": "string", "status": "string"}
 
 
 def snapshot_schema() -> pa.Schema:
-    """The list snapshot: each id Infobip confirmed (``member``), refused, or left ``uncertain``, with
-    the id's 64-bit hash (kept so that the next plan hashes only the cohort)."""
+    """The list snapshot: each id Infobip confirmed (``member``), refused, or left ``uncertain`` (a
+    dictionary column: a byte per id), with the id's 64-bit hash (kept so that the next plan hashes
+    only the cohort)."""
     import pyarrow as pa
 
-    return pa.schema([("id", pa.string()), ("status", pa.string()), ("h", pa.uint64())])
+    return pa.schema(
+        [("id", pa.string()), ("status", pa.dictionary(pa.int8(), pa.string())), ("h", pa.uint64())]
+    )
 
 
 def _snapshot(ids: pa.Array, status: pa.Array, hashes: np.ndarray | None = None) -> pa.Table:
@@ -43,7 +46,9 @@ def _snapshot(ids: pa.Array, status: pa.Array, hashes: np.ndarray | None = None)
     from infobip_provider.cohorts.columnar import hash_keys
 
     h = hash_keys(ids) if hashes is None else hashes
-    return pa.Table.from_arrays([ids, status, pa.array(h, type=pa.uint64())], schema=snapshot_schema())
+    schema = snapshot_schema()
+    status = status.cast(schema.field("status").type)
+    return pa.Table.from_arrays([ids, status, pa.array(h, type=pa.uint64())], schema=schema)
 
 
 def as_table(snapshot: pa.Table | pd.DataFrame) -> pa.Table:
@@ -52,13 +57,13 @@ def as_table(snapshot: pa.Table | pd.DataFrame) -> pa.Table:
 
     from infobip_provider.cohorts.columnar import text_array
 
+    schema = snapshot_schema()
     if isinstance(snapshot, pa.Table) and "h" in snapshot.column_names:
-        return snapshot
+        return snapshot if snapshot.schema.equals(schema) else snapshot.cast(schema)
     if not isinstance(snapshot, pa.Table):
         snapshot = pa.Table.from_pandas(snapshot[["id", "status"]], preserve_index=False)
-    return _snapshot(
-        text_array(snapshot["id"].cast(pa.string())), text_array(snapshot["status"].cast(pa.string()))
-    )
+    ids = text_array(snapshot["id"].cast(pa.string()))
+    return _snapshot(ids, text_array(snapshot["status"].cast(pa.string())))
 
 
 @dataclass(frozen=True)
@@ -88,9 +93,9 @@ def plan_list(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from infobip_provider.cohorts.columnar import Ids, first_rows, positions, text_array
+    from infobip_provider.cohorts.columnar import Ids, first_rows, positions, text_column
 
-    cohort = text_array(cohort_ids.array if isinstance(cohort_ids, Ids) else cohort_ids)
+    cohort = text_column(cohort_ids.array if isinstance(cohort_ids, Ids) else cohort_ids)
     hashes = cohort_ids.hashes if isinstance(cohort_ids, Ids) else None
     if not distinct:
         order = np.arange(len(cohort))
