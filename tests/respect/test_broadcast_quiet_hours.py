@@ -182,6 +182,8 @@ def test_whatsapp_holds_back_members_in_their_quiet_hours_and_a_later_try_sends_
     per_number = Counter(m["to"] for m in fake.messages)
     assert len(per_number) == 6 and max(per_number.values()) == 1
     assert again["sent_this_try"] == 4
+    # Kolkata and Kathmandu, asleep now, were sent by the first try: not held back, not rejected
+    assert again["sent"] == 6 and "quiet_hours" not in again["skipped_by_reason"]
 
 
 def test_a_short_validity_period_holds_members_until_their_window_opens(sms, tmp_path):

@@ -31,6 +31,17 @@ def test_parse():
             FrequencyCap.parse(bad)
 
 
+@pytest.mark.parametrize("count", [1.7, "1.5", True, "one", None])
+def test_a_count_that_is_not_a_whole_number_is_refused(count):
+    with pytest.raises(FrequencyCapError, match="whole"):
+        FrequencyCap.parse({"count": count, "hours": 24})
+
+
+def test_a_whole_count_written_as_a_float_or_text_is_taken():
+    assert FrequencyCap.parse({"count": 2.0, "hours": 24}) == FrequencyCap(2, 24.0)
+    assert FrequencyCap.parse({"count": "3", "hours": "12"}) == FrequencyCap(3, 12.0)
+
+
 def test_accepted_since_counts_confirmed_batches_started_in_the_window():
     records = [
         {"state": "intent", "batch": "a", "t": 100.0, "ids": ["m1", "m2"]},

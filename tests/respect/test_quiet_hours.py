@@ -202,6 +202,8 @@ def test_no_hour_long_piece_falls_back_to_send_at():
         pytest.param({"from": "21:00", "to": "09:00", "days": ["FUNDAY"]}, "week days", id="bad-day"),
         pytest.param({"from": "21:00", "to": "09:00", "when": 1}, "unknown keys", id="unknown-key"),
         pytest.param("[1, 2]", "must be an object", id="not-an-object"),
+        pytest.param({"from": "21:00", "to": "09:00", "days": []}, "at least one week day", id="no-days"),
+        pytest.param({"from": "21:00", "to": "09:00", "days": ""}, "at least one week day", id="blank-days"),
     ],
 )
 def test_bad_quiet_hours_are_refused_with_the_reason(value, match):

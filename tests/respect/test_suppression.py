@@ -513,3 +513,23 @@ def test_a_list_may_shrink_a_little_and_empty_only_when_allowed(tmp_path):
     op = sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine), suppression_max_removal_ratio=1)
     third = sms_tests.run(op, "manual__3")
     assert third["sent"] == 5 and "suppressed" not in third["skipped_by_reason"]
+
+
+def test_a_member_sent_by_an_earlier_try_is_not_rejected_as_suppressed_on_the_next(tmp_path):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(4)
+    cohort = phones_cohort(tmp_path / "c.csv", numbers)
+    fake.faults = ["ok", "die_after"]  # two members sent, then the process died
+    with pytest.raises(sms_tests.Crash):
+        sms_tests.run(sms_tests.make(fake, cohort, text="Hi", batch_size=1))
+    sent_first = [m["to"] for m in fake.messages]
+    assert len(sent_first) == 2
+    # before the retry, one member already sent and one not yet sent opt out
+    unsent = next(n for n in numbers if n not in sent_first)
+    mine = tmp_path / "dnc.csv"
+    mine.write_text(f"phone\n+{sent_first[0]}\n+{unsent}\n")
+    summary = sms_tests.run(sms_tests.make(fake, cohort, text="Hi", batch_size=1, suppression_path=str(mine)))
+    assert rejects(summary) == {unsent: "suppressed"}
+    assert summary["skipped_by_reason"]["suppressed"] == 1
+    assert summary["sent"] == 3 and summary["already_sent"] == 2
+    assert unsent not in {m["to"] for m in fake.messages}

@@ -774,10 +774,15 @@ class BroadcastOperator(CohortOperator):
 
         plan = RespectPlan()
         now = datetime.fromtimestamp(self._clock(), UTC)
+        # members an earlier try of this broadcast settled (sent, or never to be sent again) are not
+        # skipped now: they stay out of the rejects and in the counts of what was sent
+        ledger = fold_ledger(self.target(bulk_id).read_journal())
+        settled = ledger.sent | ledger.unconfirmed | ledger.open_ids
+        unsettled = [r for r in recipients if r.message_id not in settled] if settled else recipients
         if not test:
-            self._suppress(context, recipients, plan, now)
-            self._cap(plan.keep(recipients), plan, bulk_id, now)
-        self._quiet(prepared, plan.keep(recipients), plan, now)
+            self._suppress(context, unsettled, plan, now)
+            self._cap(plan.keep(unsettled), plan, bulk_id, now)
+        self._quiet(prepared, plan.keep(recipients), plan, now, settled)
         kept = plan.keep(recipients)
         if plan.skipped_ids and not test:
             self._reject_skipped(prepared, recipients, plan)
@@ -995,7 +1000,12 @@ class BroadcastOperator(CohortOperator):
         )
 
     def _quiet(
-        self, prepared: PreparedCohort, recipients: Sequence[Any], plan: RespectPlan, now: datetime
+        self,
+        prepared: PreparedCohort,
+        recipients: Sequence[Any],
+        plan: RespectPlan,
+        now: datetime,
+        settled: set[str] | frozenset[str] = frozenset(),
     ) -> None:
         """Each recipient's zone and its group's window (or, without windows, hold back the closed)."""
         from infobip_provider.respect.plan import QUIET_HOURS
@@ -1021,7 +1031,7 @@ class BroadcastOperator(CohortOperator):
             if self.takes_windows:
                 plan.group_of[r.message_id] = window.key
                 plan.zone_members[zone] += 1
-            elif window.open_now:
+            elif window.open_now or r.message_id in settled:
                 plan.zone_members[zone] += 1
             else:
                 plan.skip(r.message_id, QUIET_HOURS)

@@ -41,11 +41,17 @@ class FrequencyCap:
             raise FrequencyCapError(
                 f'max_per_person must be {{"count": n, "hours": h}}, e.g. {{"count": 1, "hours": 24}}, got {value!r}'
             )
+        raw_count = value.get("count", 1)
         try:
-            count = int(value.get("count", 1))
+            number = float(str(raw_count).strip()) if not isinstance(raw_count, bool) else None
             hours = float(value.get("hours", 24))
         except (TypeError, ValueError):
             raise FrequencyCapError(f"max_per_person needs a whole count and hours, got {value!r}") from None
+        if number is None or not number.is_integer() or hours != hours:
+            raise FrequencyCapError(
+                f"max_per_person needs a whole number of messages as count, got {raw_count!r}"
+            )
+        count = int(number)
         if count < 1 or not 0 < hours <= 24 * 366:
             raise FrequencyCapError(
                 f"max_per_person needs a count of at least 1 and hours above 0 (a year at most), got {value!r}"

@@ -138,9 +138,15 @@ class QuietHours:
             raise QuietHoursError('quiet_hours needs from and to, e.g. {"from": "21:00", "to": "09:00"}')
         start = time_of_day(value["from"], "from", problems, name="quiet_hours")
         end = time_of_day(value["to"], "to", problems, name="quiet_hours")
-        raw_days = value.get("days") or list(DAYS)
+        raw_days = value.get("days")
+        if raw_days is None:
+            raw_days = list(DAYS)
         if isinstance(raw_days, str):
             raw_days = [d for d in raw_days.replace(",", " ").split() if d]
+        if not isinstance(raw_days, (list, tuple, set)) or not raw_days:
+            raise QuietHoursError(
+                f"quiet_hours days must name at least one week day (leave days out for every day), got {value['days']!r}"
+            )
         days = [week_day(d) for d in raw_days]
         if any(d is None for d in days):
             problems.append(f"quiet_hours days must be week days (MONDAY ... SUNDAY), got {list(raw_days)}")
