@@ -156,6 +156,18 @@ def take(values: pa.Array | pa.ChunkedArray, indices: np.ndarray) -> pa.Array:
     return joined.take(pa.array(back))
 
 
+def _matches_hold(values: Any, where: np.ndarray, among: Any, block: int = 1 << 20) -> bool:
+    """Whether every value found by its hash (``where >= 0``) is the text it was matched with."""
+    import numpy as np
+
+    for start in range(0, len(where), block):
+        part = where[start : start + block]
+        found = np.flatnonzero(part >= 0)
+        if len(found) and not _same(values, found + start, among, part[found]):
+            return False
+    return True
+
+
 def _same(a: pa.Array, where_a: np.ndarray, b: pa.Array, where_b: np.ndarray, block: int = 1 << 20) -> bool:
     """Whether ``a[where_a]`` equals ``b[where_b]`` element-wise (compared a block at a time)."""
     import pyarrow.compute as pc
@@ -221,7 +233,7 @@ def positions(
         return np.full(len(values), -1, dtype=np.int64)
     among_hashes = hash_keys(among) if among_hashes is None else among_hashes
     hashes = hash_keys(values) if value_hashes is None else value_hashes
-    where = np.full(len(values), -1, dtype=np.int64)
+    where = np.full(len(values), -1, dtype=np.int32 if len(among) < 2**31 else np.int64)
     unique = True
     for mine, theirs in zip(_buckets(hashes), _buckets(among_hashes)):  # a hash table per bucket
         if len(theirs) == 0 or len(mine) == 0:
@@ -230,14 +242,13 @@ def positions(
         if not index.is_unique:
             unique = False
             break
-        found = np.asarray(index.get_indexer(hashes[mine]), dtype=np.int64)
+        found = index.get_indexer(hashes[mine])
         where[mine] = np.where(found >= 0, theirs[np.maximum(found, 0)], -1)
-    if unique:
-        found = np.flatnonzero(where >= 0)
-        if _same(values, found, among, where[found]):
-            return where
+        del index, found
+    if unique and _matches_hold(values, where, among):
+        return where
     exact = pc.index_in(values, value_set=text_array(among))  # a collision: by the text itself
-    return np.asarray(exact.fill_null(-1).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.asarray(exact.fill_null(-1).to_numpy(zero_copy_only=False), dtype=where.dtype)
 
 
 def is_in(values: Any, among: Any) -> np.ndarray:

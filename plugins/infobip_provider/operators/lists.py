@@ -111,10 +111,11 @@ def plan_list(
     where = positions(cohort, ids, hashes, table["h"].to_numpy())  # each cohort id's place (-1: new)
     del hashes
     found = where >= 0
-    at = np.where(found, where, 0)
-    settled = found & (member | refused)[at] if len(ids) else found
+    np.maximum(where, 0, out=where)  # a place to look up for every id (masked by ``found``)
+    settled = found & (member | refused)[where] if len(ids) else found
     adds = cohort.filter(pa.array(~settled))
-    unchanged = int((found & member[at]).sum()) if len(ids) else 0
+    del settled
+    unchanged = int((found & member[where]).sum()) if len(ids) else 0
     removes = pa.array([], type=pa.string())
     if mode == "mirror" and len(ids):
         in_cohort = np.zeros(len(ids), dtype=bool)
