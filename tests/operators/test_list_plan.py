@@ -140,3 +140,31 @@ def test_column_wise_plan_and_fold_agree_with_the_rule_per_id(
     folded = dict(zip(out["id"].to_pylist(), out["status"].to_pylist()))
     assert len(folded) == out.num_rows  # one row per id
     assert folded == fold_by_id(status, journal, removed, uncertain)
+
+
+@given(
+    st.lists(IDS, max_size=15),
+    st.dictionaries(IDS, STATUS, max_size=12),
+    st.sampled_from(["mirror", "add_only"]),
+    st.sets(IDS, max_size=3),
+    st.integers(min_value=1, max_value=4),
+)
+@settings(max_examples=200, deadline=None)
+def test_folding_an_answered_plan_equals_folding_its_journal(cohort, status, mode, refused, size):
+    """The fold of a sync whose batches were all answered, from the plan, equals the journal's."""
+    from infobip_provider.cohorts.columnar import hash_keys
+    from infobip_provider.operators.lists import fold_plan
+
+    frame = pd.DataFrame({"id": list(status), "status": list(status.values())}, dtype="string")
+    plan = plan_list(cohort, frame, mode)
+    adds, removes = list(plan.adds), list(plan.removes)
+    said = {i: "REFUSED" for i in refused if i in adds}
+    journal = [
+        (adds[i : i + size], {k: v for k, v in said.items() if k in adds[i : i + size]})
+        for i in range(0, len(adds), size)
+    ]
+    want = fold_into_snapshot(frame, journal, [removes[i : i + size] for i in range(0, len(removes), size)])
+    got = fold_plan(frame, plan, said)
+    as_dict = lambda t: dict(zip(t["id"].to_pylist(), t["status"].to_pylist()))  # noqa: E731
+    assert as_dict(got) == as_dict(want) and got.num_rows == want.num_rows
+    assert got["h"].to_pylist() == hash_keys(got["id"]).tolist()  # each id keeps its own hash

@@ -40,7 +40,9 @@ def snapshot_schema() -> pa.Schema:
     )
 
 
-def _snapshot(ids: pa.Array, status: pa.Array, hashes: np.ndarray | None = None) -> pa.Table:
+def _snapshot(
+    ids: pa.Array | pa.ChunkedArray, status: pa.Array, hashes: np.ndarray | None = None
+) -> pa.Table:
     import pyarrow as pa
 
     from infobip_provider.cohorts.columnar import hash_keys
@@ -168,6 +170,33 @@ def fold_into_snapshot(
     return pa.concat_tables([kept, added_table, unsure_table])
 
 
+def fold_plan(snapshot: pa.Table | pd.DataFrame, plan: ListPlan, refused: dict[str, str]) -> pa.Table:
+    """The snapshot once every batch of ``plan`` was answered: the adds are members (or refused),
+    the removes are gone. The same as folding the finished journal, without reading it back: a
+    first sync of millions folds from the plan's Arrow arrays, not from a list per batch."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from infobip_provider.cohorts.columnar import Ids, text_array, text_column
+
+    table = as_table(snapshot)
+    adds = text_column(plan.adds.array if isinstance(plan.adds, Ids) else plan.adds)
+    removes = text_column(plan.removes.array if isinstance(plan.removes, Ids) else plan.removes)
+    if len(table) and (len(adds) or len(removes)):
+        touched = pa.concat_arrays([text_array(adds), text_array(removes)])
+        table = table.filter(pc.invert(pc.is_in(table["id"], value_set=touched)))
+    status = np.zeros(len(adds), dtype=np.int8)  # the dictionary's first value: member
+    if refused:
+        refused_ids = pa.array(list(refused), type=pa.string())
+        status[
+            np.asarray(pc.is_in(adds, value_set=refused_ids).to_numpy(zero_copy_only=False), dtype=bool)
+        ] = 1
+    dictionary = pa.array([MEMBER, REFUSED, UNCERTAIN], type=pa.string())
+    added = _snapshot(adds, pa.DictionaryArray.from_arrays(pa.array(status, type=pa.int8()), dictionary))
+    return pa.concat_tables([table, added])
+
+
 def fold_recovery(snapshot: pa.Table | pd.DataFrame, recovery: Recovery) -> pa.Table:
     """Fold everything an interrupted or finished sync's journal says into the snapshot."""
     return fold_into_snapshot(
@@ -243,6 +272,10 @@ class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
 
     def fold(self, snapshot: pa.Table, recovery: Recovery) -> pa.Table:
         return fold_recovery(snapshot, recovery) if not recovery.empty else snapshot
+
+    def fold_answered(self, snapshot: pa.Table, plan: ListPlan, lanes: list[Lane]) -> pa.Table:
+        refused = {i: r for lane in lanes if lane.name == "add" for i, r in lane.refused.items()}
+        return fold_plan(snapshot, plan, refused)
 
     def confirmed(self, snapshot: pa.Table) -> int:
         import pyarrow.compute as pc
