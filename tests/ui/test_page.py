@@ -14,8 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from infobip_provider.cooldown import fingerprint
+from infobip_provider.lazy_app import LazyApp
 from infobip_provider.state import StateStore
-from infobip_provider.ui import URL_PREFIX, LazyApp
+from infobip_provider.ui import URL_PREFIX
 from infobip_provider.ui.app import create_app, user_dependency
 from infobip_provider.ui.data import Store, discover_stores
 from tests.conftest import ROOT, infobip_conn_env
@@ -327,6 +328,6 @@ def test_the_plugin_mounts_the_page_and_adds_it_to_the_navigation(store: Store) 
     assert out.stdout.strip().split("\n")[-2:] == ["/infobip /infobip/ infobip Infobip", "False"]
 
     # the lazy app builds the page on its first request
-    lazy = TestClient(LazyApp(), root_path=URL_PREFIX)
+    lazy = TestClient(LazyApp("infobip_provider.ui.app"), root_path=URL_PREFIX)
     assert lazy.get("/icon.svg").headers["content-type"] == "image/svg+xml"
     assert lazy.get("/").status_code == 401

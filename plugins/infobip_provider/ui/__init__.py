@@ -7,8 +7,9 @@ so this module stays cheap: it imports neither FastAPI nor the rest of the libra
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from infobip_provider.lazy_app import LazyApp
 
 #: Where the api-server mounts the page (``fastapi_apps``); the navigation's iframe opens it.
 URL_PREFIX = "/infobip"
@@ -17,28 +18,10 @@ NAV_LABEL = "Infobip"
 #: The React UI shows the page at ``/plugin/<URL_ROUTE>``.
 URL_ROUTE = "infobip"
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class LazyApp:
-    """An ASGI app that builds the page's FastAPI app on its first request."""
-
-    def __init__(self) -> None:
-        self._app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._app is None:
-            from infobip_provider.ui.app import create_app
-
-            self._app = create_app()
-        await self._app(scope, receive, send)
-
 
 def fastapi_apps() -> list[dict[str, Any]]:
     """The plugin's ``fastapi_apps`` entry (mounted by the api-server at :data:`URL_PREFIX`)."""
-    return [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": NAV_LABEL}]
+    return [{"app": LazyApp("infobip_provider.ui.app"), "url_prefix": URL_PREFIX, "name": NAV_LABEL}]
 
 
 def external_views() -> list[dict[str, Any]]:

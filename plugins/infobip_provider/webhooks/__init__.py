@@ -10,32 +10,15 @@ Infobip posts to ``<api-server>/infobip-webhooks/<conn_id>/<kind>/<channel>?secr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from infobip_provider.lazy_app import LazyApp
 
 #: Where the api-server mounts the receiver.
 URL_PREFIX = "/infobip-webhooks"
 NAME = "Infobip webhooks"
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
-
-
-class LazyApp:
-    """An ASGI app that builds the receiver's FastAPI app on its first request."""
-
-    def __init__(self) -> None:
-        self._app: Callable[[Scope, Receive, Send], Awaitable[None]] | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self._app is None:
-            from infobip_provider.webhooks.app import create_app
-
-            self._app = create_app()
-        await self._app(scope, receive, send)
-
 
 def fastapi_apps() -> list[dict[str, Any]]:
     """The plugin's ``fastapi_apps`` entry for the receiver (mounted at :data:`URL_PREFIX`)."""
-    return [{"app": LazyApp(), "url_prefix": URL_PREFIX, "name": NAME}]
+    return [{"app": LazyApp("infobip_provider.webhooks.app"), "url_prefix": URL_PREFIX, "name": NAME}]
