@@ -14,7 +14,7 @@ the task's own. Cooldowns are scaled by ``--scale`` in the sandbox and the clien
 send phase is still bound by them (list add every ``10 s × scale``).
 
 ``--people N`` adds ``PeopleImportOperator`` on N people (email, phone, names, plan, country): a
-first run and an unchanged rerun. ``--sms N`` adds a dry run of ``InfobipSmsBroadcastOperator`` that
+first run and an unchanged rerun. ``--sms N`` adds a dry run of ``SmsBroadcastOperator`` that
 plans N personalised messages. Results go to ``benchmarks/results/scale.md``.
 """
 
@@ -70,12 +70,12 @@ def worker(args: argparse.Namespace) -> None:
             field_map={"first_name": "firstName", "last_name": "lastName", "plan": "customAttributes.plan"},
         )
     else:
-        from infobip_provider.operators.sms import InfobipSmsBroadcastOperator
+        from infobip_provider.operators.sms import SmsBroadcastOperator
 
-        operator = InfobipSmsBroadcastOperator(
+        operator = SmsBroadcastOperator(
             task_id="sms",
             cohort_path=args.cohort,
-            text="Hi {first_name}, your {plan} plan renews soon",
+            text="Hi {{first_name}}, your {{plan}} plan renews soon",
             sender="Shop",
             dry_run=True,
         )
@@ -121,13 +121,14 @@ def write_emails(path: Path, start: int, stop: int, new: int = 0) -> None:
 
 
 def write_people(path: Path, n: int) -> None:
+    """People with an email and a distinct, valid US number each (exchanges 200-999 of area code 415)."""
     plans, countries = ("free", "pro", "team"), ("US", "GB", "DE", "HR")
     with path.open("w") as fh:
         fh.write("email,phone,first_name,last_name,plan,country\n")
         for block in range(0, n, 500_000):
             fh.write(
                 "".join(
-                    f"person{i}@example.com,+1415{i % 10_000_000:07d},Ana{i % 977},Lee{i % 541},"
+                    f"person{i}@example.com,+1415{2_000_000 + i % 8_000_000:07d},Ana{i % 977},Lee{i % 541},"
                     f"{plans[i % 3]},{countries[i % 4]}\n"
                     for i in range(block, min(block + 500_000, n))
                 )

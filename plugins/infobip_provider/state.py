@@ -157,8 +157,19 @@ class TargetState:
 
         import pyarrow.parquet as pq
 
-        buffer = io.BytesIO()  # one row group: read back as one array per column, not pieces
-        pq.write_table(table, buffer, compression="zstd", row_group_size=max(1, table.num_rows))
+        options = {"compression": "zstd", "row_group_size": max(1, table.num_rows)}  # one row group:
+        # read back as one array per column, not pieces
+        if self.is_local:  # straight to a temporary file, fsync'd and renamed (no copy in memory)
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = self._local(f".snapshot.parquet.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, **options)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, self._local("snapshot.parquet"))
+            return
+        buffer = io.BytesIO()
+        pq.write_table(table, buffer, **options)
         self._atomic_write("snapshot.parquet", buffer.getvalue())
 
     def write_snapshot(self, frame: pd.DataFrame) -> None:

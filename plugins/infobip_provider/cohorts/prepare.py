@@ -122,6 +122,8 @@ class PreparedCohort:
             for column in self.columns:
                 frame[column] = pd.Series(_objects(columns[column]), dtype=object)
             self._members = frame
+            # the frame holds the members now: only the keys stay Arrow arrays as well
+            self._columns = {"key": columns["key"], "_hashes": columns.get("_hashes")}
         return self._members
 
     @property
