@@ -347,14 +347,34 @@ def test_a_broadcast_whose_outcomes_cannot_be_read_sends_nothing(tmp_path, outco
     with pytest.raises(AirflowFailException, match="'infobip_replies' on the connection 'outcomes'"):
         sms_run(fake, cohort)
     assert fake.bodies == []
-    # a connection that is not there either
-    monkeypatch.delenv("AIRFLOW_CONN_OUTCOMES")
-    with pytest.raises(AirflowFailException, match="outcomes connection 'outcomes'"):
-        sms_run(fake, cohort)
-    assert fake.bodies == []
     # on purpose: no outcomes tables
     summary = sms_run(fake, cohort, replies_table=None, reports_table="")
     assert summary["sent"] == 3
+
+
+def test_an_outcomes_connection_never_defined_is_noted_and_one_gone_after_use_stops(
+    tmp_path, outcomes, monkeypatch
+):
+    """A first run on sample files has no warehouse connection yet (the reports DAG, which writes
+    through it, has collected nothing): the broadcast goes on. A connection the list was read from
+    before and that is gone now stops the broadcast before anything is sent."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    cohort = phones_cohort(tmp_path / "c.csv", sms_tests.numbers(3))
+    never = sms_tests.FakeInfobip(str(tmp_path / "never"))
+    monkeypatch.delenv("AIRFLOW_CONN_OUTCOMES")
+    assert sms_run(never, cohort)["sent"] == 3
+    read_before = sms_tests.FakeInfobip(str(tmp_path / "read-before"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OUTCOMES", json.dumps({"conn_type": "sqlite", "host": str(tmp_path / "dwh.db")})
+    )
+    reply(outcomes["replies"], "41793026999", "STOP", "2026-11-24 09:00:00.000", "m-1")
+    assert sms_run(read_before, cohort)["sent"] == 3
+    monkeypatch.delenv("AIRFLOW_CONN_OUTCOMES")
+    sent = len(read_before.bodies)
+    with pytest.raises(AirflowFailException, match="outcomes connection 'outcomes'"):
+        sms_run(read_before, cohort, run_id="manual__2")
+    assert len(read_before.bodies) == sent
 
 
 def test_a_users_file_feeds_the_list_and_replaces_what_it_listed_before(tmp_path):

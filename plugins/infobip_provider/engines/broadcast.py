@@ -848,6 +848,27 @@ class BroadcastOperator(CohortOperator):
             f"{plan.skipped[SUPPRESSED]} members suppressed"
         )
 
+    def _outcomes_never_set_up(self, conn_id: str, listing: Any) -> bool:
+        """True when the outcomes connection is not defined and the list never read from it: the
+        reports DAG, which writes through the same connection, has collected nothing yet (a first
+        run on the sample files). A connection that was read before and is gone fails instead."""
+        from airflow.sdk import BaseHook
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        try:
+            BaseHook.get_connection(conn_id)
+        except AirflowNotFoundException:
+            if listing.marks():
+                return False
+            self.log.info(
+                "No connection %r is defined: no opt-outs or bounces have been collected there yet, so "
+                "the suppression list has only what it holds; once the delivery reports DAG writes "
+                "through it, broadcasts read it first",
+                conn_id,
+            )
+            return True
+        return False
+
     def _suppression_rows(
         self, context: Context, listing: Any, added_at: str
     ) -> tuple[list[Any], list[str], dict[str, str], list[str]]:
@@ -867,7 +888,7 @@ class BroadcastOperator(CohortOperator):
         notes: list[str] = []
         conn_id = as_text(self.outcomes_conn_id)
         replies_table, reports_table = as_text(self.replies_table), as_text(self.reports_table)
-        if conn_id and (replies_table or reports_table):
+        if conn_id and (replies_table or reports_table) and not self._outcomes_never_set_up(conn_id, listing):
             try:
                 from airflow.sdk import BaseHook
 
