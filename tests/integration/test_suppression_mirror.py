@@ -10,10 +10,30 @@ import pytest
 
 from infobip_provider.respect.mirror import SuppressionMirrorOperator, mirror_items
 from infobip_provider.respect.suppression import SuppressionList
+from infobip_provider.sandbox.testing import SandboxProcess
 from infobip_provider.state import StateStore, TargetState
-from tests.integration.conftest import SCALE, run_operator
+from tests.integration.conftest import run_operator
 
 pytestmark = pytest.mark.sandbox
+
+#: Infobip's own pace (one blocklist call per second): the gate's safety margin (2 % + 3 ms) then
+#: covers the sandbox's arrival stamps, which lag by several milliseconds on a loaded machine.
+SCALE = 1.0
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    with SandboxProcess(api_key="integration-key", cooldown_scale=SCALE) as sb:
+        yield sb
+
+
+@pytest.fixture
+def infobip_conn(sandbox, tmp_path, monkeypatch):
+    sandbox.reset()
+    state = tmp_path / "state"
+    extras = {"cooldown_scale": SCALE, "cooldown_backend": "file", "state_uri": str(state)}
+    monkeypatch.setenv("AIRFLOW_CONN_INFOBIP_DEFAULT", sandbox.conn_json(**extras))
+    return {"state": state}
 
 
 def listing(infobip_conn, sandbox) -> SuppressionList:
