@@ -14,17 +14,19 @@ SCALE = 0.01  # list add every 0.1 s, remove every 0.05 s
 
 
 @pytest.fixture(scope="module")
-def sandbox():
-    with SandboxProcess(api_key="integration-key", cooldown_scale=SCALE) as sb:
+def sandbox(request):
+    """The module's sandbox, at ``SCALE`` or at the module's own ``SANDBOX_SCALE``."""
+    scale = getattr(request.module, "SANDBOX_SCALE", SCALE)
+    with SandboxProcess(api_key="integration-key", cooldown_scale=scale) as sb:
         yield sb
 
 
 @pytest.fixture
 def infobip_conn(sandbox, tmp_path, monkeypatch):
-    """``infobip_default`` at the sandbox, with a fresh state folder and the file gate."""
+    """``infobip_default`` at the sandbox (at its scale), with a fresh state folder and the file gate."""
     sandbox.reset()
     state = tmp_path / "state"
-    extras = {"cooldown_scale": SCALE, "cooldown_backend": "file", "state_uri": str(state)}
+    extras = {"cooldown_scale": sandbox.cooldown_scale, "cooldown_backend": "file", "state_uri": str(state)}
     monkeypatch.setenv("AIRFLOW_CONN_INFOBIP_DEFAULT", sandbox.conn_json(**extras))
     return {"state": state, "env": {"AIRFLOW_CONN_INFOBIP_DEFAULT": sandbox.conn_json(**extras)}}
 

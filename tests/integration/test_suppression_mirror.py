@@ -10,7 +10,6 @@ import pytest
 
 from infobip_provider.respect.mirror import SuppressionMirrorOperator, mirror_items
 from infobip_provider.respect.suppression import SuppressionList
-from infobip_provider.sandbox.testing import SandboxProcess
 from infobip_provider.state import StateStore, TargetState
 from tests.integration.conftest import run_operator
 
@@ -18,22 +17,7 @@ pytestmark = pytest.mark.sandbox
 
 #: Infobip's own pace (one blocklist call per second): the gate's safety margin (2 % + 3 ms) then
 #: covers the sandbox's arrival stamps, which lag by several milliseconds on a loaded machine.
-SCALE = 1.0
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    with SandboxProcess(api_key="integration-key", cooldown_scale=SCALE) as sb:
-        yield sb
-
-
-@pytest.fixture
-def infobip_conn(sandbox, tmp_path, monkeypatch):
-    sandbox.reset()
-    state = tmp_path / "state"
-    extras = {"cooldown_scale": SCALE, "cooldown_backend": "file", "state_uri": str(state)}
-    monkeypatch.setenv("AIRFLOW_CONN_INFOBIP_DEFAULT", sandbox.conn_json(**extras))
-    return {"state": state}
+SANDBOX_SCALE = 1.0
 
 
 def listing(infobip_conn, sandbox) -> SuppressionList:
@@ -92,7 +76,9 @@ def test_the_mirror_sends_only_changes_paced(sandbox, infobip_conn):
     adds = requests(sandbox, "blocklist.add")
     assert len(adds) == 3  # 5 blocklist items in batches of 2 (the 4th batch holds the 2 emails)
     arrivals = [entry["arrival"] for entry in adds]
-    assert all(b - a >= 1.0 * SCALE for a, b in itertools.pairwise(arrivals)), "one blocklist call per second"
+    assert all(b - a >= 1.0 * SANDBOX_SCALE for a, b in itertools.pairwise(arrivals)), (
+        "one blocklist call per second"
+    )
     # nothing changed: nothing is sent
     before = len(sandbox.journal())
     again = mirror()

@@ -7,8 +7,9 @@ per member, so a 10-million-member cohort costs seconds and a few tens of bytes 
   gives for each value. Plain ASCII text is trimmed, lower-cased and checked by Arrow's RE2 kernels;
   the rare value holding a control character or a non-ASCII letter goes through the Python function
   itself (Python and Arrow differ on what whitespace and lower case are there).
-- :func:`first_rows` finds each key's first row (the cohort's deduplication rule) by hashing the keys
-  once.
+- :func:`first_rows` finds each key's first row (the cohort's deduplication rule) and
+  :func:`positions` each key's place in another column (the plan), by 64-bit hashes of the keys,
+  every match checked against the text.
 - :func:`text_array` turns a column of Python text (a pandas chunk) into an Arrow string array.
 """
 
@@ -18,7 +19,7 @@ import itertools
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, overload
 
-from infobip_provider.cohorts.identities import _MAX_EMAIL, normalize_email
+from infobip_provider.cohorts.identities import _ATEXT, _LABEL, _MAX_EMAIL, _TLD, normalize_email
 
 if TYPE_CHECKING:
     import numpy as np
@@ -29,15 +30,14 @@ __all__ = [
     "Ids",
     "first_rows",
     "hash_keys",
-    "is_in",
     "normalize_emails",
     "positions",
+    "release_memory",
+    "take",
     "text_array",
+    "text_column",
 ]
 
-_ATEXT = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]"
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-_TLD = r"(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})"
 #: The address syntax of :data:`~infobip_provider.cohorts.identities.EMAIL_PATTERN` for RE2, which has
 #: no look-ahead: the local part's length (1 to 64) is checked apart, from the position of the ``@``.
 EMAIL_RE2 = rf"^{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}$"
@@ -117,13 +117,13 @@ def hash_keys(keys: Any, block: int = 262_144) -> np.ndarray:
     return out
 
 
-def _buckets(hashes: np.ndarray, count: int = 8) -> Iterator[np.ndarray]:
-    """The positions of ``hashes`` in ``count`` buckets by their top bits (the same bucket for the same
-    hash, whichever array it is in), one bucket at a time."""
+def _buckets(hashes: np.ndarray) -> Iterator[np.ndarray]:
+    """The positions of ``hashes`` in 8 buckets by their top 3 bits (the same bucket for the same hash,
+    whichever array it is in), one bucket at a time."""
     import numpy as np
 
     top = (hashes >> np.uint64(61)).astype(np.uint8)
-    for bucket in range(count):
+    for bucket in range(8):
         yield np.flatnonzero(top == bucket)
 
 
@@ -249,18 +249,6 @@ def positions(
         return where
     exact = pc.index_in(values, value_set=text_array(among))  # a collision: by the text itself
     return np.asarray(exact.fill_null(-1).to_numpy(zero_copy_only=False), dtype=where.dtype)
-
-
-def is_in(values: Any, among: Any) -> np.ndarray:
-    """A boolean mask: which of ``values`` are among ``among``."""
-    import numpy as np
-    import pyarrow.compute as pc
-
-    values = text_column(values)
-    if len(values) == 0 or len(among) == 0:
-        return np.zeros(len(values), dtype=bool)
-    mask = pc.is_in(values, value_set=text_array(among))
-    return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
 
 class Ids(Sequence[str]):

@@ -517,12 +517,13 @@ class _Run:
         hashes = hash_keys(keys)
         first = first_rows(keys, hashes)
         dup = first != np.arange(len(rows))
-        del first
         if not dup.any():  # every row is a member: nothing to take
+            del first
             members: dict[str, Any] = {"key": keys, "_hashes": hashes, "row": rows}
             take = None
         else:
-            self._reject_duplicates(keys, rows, first_rows(keys, hashes), dup, parts)
+            self._reject_duplicates(keys, rows, first, dup, parts)
+            del first
             index = np.flatnonzero(~dup)
             take = pa.array(index)
             members = {"key": take_text(keys, index), "_hashes": hashes[index], "row": rows[index]}

@@ -26,7 +26,6 @@ if TYPE_CHECKING:
 
 MODES = ("mirror", "add_only")
 MEMBER, REFUSED, UNCERTAIN = "member", "refused", "uncertain"
-SNAPSHOT_COLUMNS = {"id": "string", "status": "string"}
 
 
 def snapshot_schema() -> pa.Schema:
