@@ -19,6 +19,7 @@ import pendulum
 from airflow.sdk import Param, dag
 
 from infobip_provider.outcomes import CHANNELS as REPORT_CHANNELS
+from infobip_provider.outcomes import REPLY_CHANNELS
 from infobip_provider.transfers.reports_to_sql import InfobipRepliesToSqlOperator, InfobipReportsToSqlOperator
 
 DESTINATION = "Destination"
@@ -91,7 +92,7 @@ def infobip_delivery_reports():
         task_id="collect_replies",
         sql_conn_id="{{ params.warehouse_conn_id }}",
         table="{{ params.replies_table }}",
-        channels=["sms", "whatsapp"],
+        channels=list(REPLY_CHANNELS),
         opt_out_keywords="{{ params.opt_out_keywords }}",
     )
 

@@ -92,7 +92,8 @@ def respect_params() -> dict[str, Param]:
             type="string",
             minLength=1,
             title="Default time zone",
-            description="The zone (e.g. Europe/London) of members whose row and number name none.",
+            description="Used only with quiet hours: the zone (e.g. Europe/London) of members whose row and "
+            "number name none.",
             section=SCHEDULE,
         ),
         "max_per_person": Param(
@@ -121,7 +122,7 @@ def respect_params() -> dict[str, Param]:
         "reports_table": Param(
             "infobip_delivery_reports",
             type=["null", "string"],
-            title="Reports table",
+            title="Bounces table (from infobip_delivery_reports)",
             description="The infobip_delivery_reports DAG's reports table on the warehouse connection: "
             "its hard and spam bounces feed the suppression list. Use the same name as that DAG; empty: "
             "not read (on purpose). A table that cannot be read stops the broadcast before it sends.",
@@ -130,7 +131,7 @@ def respect_params() -> dict[str, Param]:
         "replies_table": Param(
             "infobip_replies",
             type=["null", "string"],
-            title="Replies table",
+            title="Opt-outs table (from infobip_delivery_reports)",
             description="The infobip_delivery_reports DAG's replies table on the warehouse connection: "
             "its opt-outs (STOP ...) feed the suppression list. Use the same name as that DAG; empty: "
             "not read (on purpose). A table that cannot be read stops the broadcast before it sends.",

@@ -140,7 +140,7 @@ def test_the_cap_is_per_channel_and_test_sends_do_not_count(tmp_path):
     sms = sms_tests.FakeInfobip(state)
     path = cohort(tmp_path / "a.csv", sms_tests.numbers(5))
     sms_run(sms, path, "manual__1", T0, test_recipients=["+41793000001"])  # a test send
-    sms_run(sms, path, "manual__2", T0)
+    assert sms_run(sms, path, "manual__2", T0)["sent"] == 5  # the test send did not count
     whatsapp = whatsapp_tests.FakeWhatsApp(state)
     op = whatsapp_tests.make(whatsapp, path, placeholders=["first_name"], max_per_person=CAP)
     op._clock = lambda: T0 + 60

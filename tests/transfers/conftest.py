@@ -32,6 +32,23 @@ def infobip_conn(sandbox, tmp_path, monkeypatch) -> dict[str, Any]:
     return {"state": tmp_path / "state", "env": {"AIRFLOW_CONN_INFOBIP_DEFAULT": value}}
 
 
+#: The secret the receiver tests put on the connection.
+PUSH_SECRET = "pushes-test-secret-0123456789"
+
+
+@pytest.fixture
+def pushing_conn(sandbox, infobip_conn, monkeypatch) -> dict[str, Any]:
+    """``infobip_default`` with a ``webhook_secret``: the receiver takes its pushes."""
+    extras = {
+        "cooldown_scale": SCALE,
+        "cooldown_backend": "file",
+        "state_uri": str(infobip_conn["state"]),
+        "webhook_secret": PUSH_SECRET,
+    }
+    monkeypatch.setenv("AIRFLOW_CONN_INFOBIP_DEFAULT", sandbox.conn_json(**extras))
+    return infobip_conn
+
+
 def _sqlite(tmp_path) -> dict[str, Any]:
     return {"conn_type": "sqlite", "host": str(tmp_path / "warehouse.db")}
 

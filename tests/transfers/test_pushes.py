@@ -12,23 +12,10 @@ import requests
 from infobip_provider.hooks.infobip import InfobipHook
 from infobip_provider.transfers.reports_to_sql import InfobipRepliesToSqlOperator, InfobipReportsToSqlOperator
 from tests.integration.conftest import run_operator
-from tests.transfers.conftest import SCALE, records
+from tests.transfers.conftest import PUSH_SECRET, records
 
 pytestmark = pytest.mark.sandbox
-SECRET = "pushes-test-secret-0123456789"
-
-
-@pytest.fixture
-def pushing_conn(sandbox, infobip_conn, monkeypatch) -> dict:
-    """``infobip_default`` with a ``webhook_secret``: the receiver takes its pushes."""
-    extras = {
-        "cooldown_scale": SCALE,
-        "cooldown_backend": "file",
-        "state_uri": str(infobip_conn["state"]),
-        "webhook_secret": SECRET,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_INFOBIP_DEFAULT", sandbox.conn_json(**extras))
-    return infobip_conn
+SECRET = PUSH_SECRET
 
 
 def send_whatsapp(count: int, bulk_id: str) -> list[str]:

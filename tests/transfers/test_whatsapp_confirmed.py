@@ -12,22 +12,10 @@ from infobip_provider.engines.broadcast import BroadcastUnconfirmedError, broadc
 from infobip_provider.operators.whatsapp import WhatsAppBroadcastOperator
 from infobip_provider.transfers.reports_to_sql import InfobipReportsToSqlOperator
 from tests.integration.conftest import run_operator
-from tests.transfers.conftest import SCALE, records
+from tests.transfers.conftest import PUSH_SECRET, records
 
 pytestmark = pytest.mark.sandbox
-SECRET = "whatsapp-confirm-secret-0123456"
-
-
-@pytest.fixture
-def pushing_conn(sandbox, infobip_conn, monkeypatch) -> dict:
-    extras = {
-        "cooldown_scale": SCALE,
-        "cooldown_backend": "file",
-        "state_uri": str(infobip_conn["state"]),
-        "webhook_secret": SECRET,
-    }
-    monkeypatch.setenv("AIRFLOW_CONN_INFOBIP_DEFAULT", sandbox.conn_json(**extras))
-    return infobip_conn
+SECRET = PUSH_SECRET
 
 
 def write_cohort(path, n: int) -> list[str]:

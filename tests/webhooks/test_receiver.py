@@ -191,3 +191,12 @@ def test_lands_every_kind_and_channel_under_the_accounts_scope(client, state):
     assert (state / scope() / "pushes").is_dir()
     # SMS reports are not kept per bulk: only WhatsApp's feed the broadcast
     assert not bulk_reports(StateStore(str(state)), scope(), None).root.exists()
+
+
+def test_a_connection_whose_base_url_names_no_account_is_refused_not_an_error(connections, client, state):
+    connections["bad_host"] = ConnectionInfo(
+        "infobip", "ftp://not a host", KEY, {"webhook_secret": SECRET, "state_uri": str(state)}
+    )
+    answer = client.post(url(conn_id="bad_host") + f"?secret={SECRET}", json=WHATSAPP_DLR)
+    assert answer.status_code == 403
+    assert not state.exists() or not any(state.rglob("push-*.json"))

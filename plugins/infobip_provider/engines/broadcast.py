@@ -992,7 +992,9 @@ class BroadcastOperator(CohortOperator):
                     continue
                 state = TargetState(path)
                 facts = state.read_json("target.json") or {}
-                if not facts.get("bulk_id"):
+                if not facts.get("bulk_id") or facts["bulk_id"] == bulk_id or facts.get("test"):
+                    continue  # this broadcast and test sends never count: their journals stay unread
+                if facts.get("channel") not in (None, "", self.channel_name):
                     continue
                 yield LedgerView(
                     str(facts["bulk_id"]), facts.get("channel"), bool(facts.get("test")), state.read_journal()

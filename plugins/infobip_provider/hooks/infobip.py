@@ -192,6 +192,22 @@ def default_state_uri() -> str:
     return os.path.join(home, "infobip_state")
 
 
+def connection_scope(host: str | None, password: str | None) -> str | None:
+    """The state scope a connection's runs write under, from its fields, as
+    :attr:`InfobipHook.state_scope` computes it; None when the host or key cannot make one."""
+    from infobip_provider.cooldown import fingerprint
+    from infobip_provider.state import state_scope
+
+    api_key = (password or "").strip()
+    if not api_key or not host:
+        return None
+    try:
+        base_url = parse_base_url(host, allow_insecure_http=True)
+    except Exception:
+        return None
+    return state_scope(base_url, fingerprint(api_key))
+
+
 class InfobipHook(BaseHook):
     """Talk to Infobip with the API key of an ``infobip`` connection, paced by every endpoint's cooldown.
 

@@ -53,11 +53,6 @@ IDENTITIES = ("email", "phone")
 Row = tuple[str, str, str, str, str, str | None]
 
 
-def now_iso(clock: float | None = None) -> str:
-    moment = datetime.now(UTC) if clock is None else datetime.fromtimestamp(clock, UTC)
-    return moment.isoformat(timespec="seconds")
-
-
 def normalize_address(value: Any) -> str | None:
     """An address as the list keeps it: an email lower-cased, a number as its digits."""
     text = str(value or "").strip()

@@ -74,22 +74,6 @@ def display_uri(uri: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def _scope_of(host: str | None, password: str | None, extras: dict[str, Any]) -> str | None:
-    """The state scope the connection's runs write under, as the hook computes it (or None)."""
-    from infobip_provider.cooldown import fingerprint
-    from infobip_provider.hooks.infobip import parse_base_url
-    from infobip_provider.state import state_scope
-
-    api_key = (password or "").strip()
-    if not api_key or not host:
-        return None
-    try:
-        base_url = parse_base_url(host, allow_insecure_http=True)
-    except Exception:
-        return None
-    return state_scope(base_url, fingerprint(api_key))
-
-
 def _env_connections() -> list[tuple[str, str | None, str | None, dict[str, Any]]]:
     """``infobip`` connections defined as ``AIRFLOW_CONN_<ID>`` environment variables."""
     from airflow.models.connection import Connection
@@ -130,7 +114,7 @@ def discover_stores(*, include_db: bool = True, include_env: bool = True) -> lis
     metadata database. Connections kept only in another secrets backend cannot be listed: their
     stores appear when they use the default ``state_uri``.
     """
-    from infobip_provider.hooks.infobip import default_state_uri
+    from infobip_provider.hooks.infobip import connection_scope, default_state_uri
 
     connections: dict[str, tuple[str | None, str | None, dict[str, Any]]] = {}
     sources = []
@@ -151,7 +135,7 @@ def discover_stores(*, include_db: bool = True, include_env: bool = True) -> lis
         uri = str(extras.get("state_uri") or default)
         store = stores.setdefault(uri, Store(uri))
         store.connections.append(conn_id)
-        scope = _scope_of(host, password, extras)
+        scope = connection_scope(host, password)
         if scope:
             store.scopes.setdefault(scope, []).append(conn_id)
     stores.setdefault(default, Store(default))

@@ -102,14 +102,15 @@ def parse_results(raw: bytes) -> list[dict[str, Any]] | None:
     return results
 
 
-def _land(info: ConnectionInfo, kind: str, channel: str, items: list[dict[str, Any]]) -> str:
-    from infobip_provider.cooldown import fingerprint
-    from infobip_provider.hooks.infobip import default_state_uri, parse_base_url
+def _land(info: ConnectionInfo, kind: str, channel: str, items: list[dict[str, Any]]) -> str | None:
+    """Write the push under the connection's account; None when its host or key make no account."""
+    from infobip_provider.hooks.infobip import connection_scope, default_state_uri
     from infobip_provider.pushes import land_push
-    from infobip_provider.state import StateStore, state_scope
+    from infobip_provider.state import StateStore
 
-    base_url = parse_base_url(info.host, allow_insecure_http=True)
-    scope = state_scope(base_url, fingerprint((info.password or "").strip()))
+    scope = connection_scope(info.host, info.password)
+    if scope is None:
+        return None
     store = StateStore(str(info.extras.get("state_uri") or default_state_uri()))
     return land_push(store, scope, kind, channel, items)
 
@@ -149,6 +150,9 @@ def create_app(connection_of: Callable[[str], ConnectionInfo | None] = airflow_c
             log.warning("Refused a %s %s push to %r: not {'results': [...]}", channel, kind, conn_id)
             return _refuse(400, "the body must be {'results': [{'messageId': ...}, ...]}")
         name = await run_in_threadpool(_land, info, KINDS[kind], channel, items)
+        if name is None:
+            log.warning("Refused a push to %r: its Base URL names no Infobip account", conn_id)
+            return _refuse(403, "this connection's Base URL is not usable")
         log.info("Accepted a push of %d %s %s for %r (%s)", len(items), channel, kind, conn_id, name)
         return JSONResponse({"accepted": len(items)})
 
