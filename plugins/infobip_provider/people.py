@@ -27,7 +27,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -35,7 +35,9 @@ from typing import TYPE_CHECKING, Any
 from infobip_provider.values import read_literal
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
+    import pyarrow as pa
 
     from infobip_provider.checkpoint import Recovery
 
@@ -268,59 +270,285 @@ class Person:
         return make_ref(self.key_type, self.key, self.fields_hash, self.phone)
 
 
-@dataclass
 class BuiltPeople:
-    """What :func:`build_people` made of a cohort.
+    """What :func:`build_people` made of a cohort, column-wise: one position per valid member.
 
-    :param people: the valid members, in cohort order.
-    :param held: keys of members rejected for a bad value: not upserted, and not untagged either.
-    :param rejects: one dict per rejected row (``row``, ``key``, ``value``, ``reason``).
-    :param shared_phones: members sent without their phone because an earlier member has it.
+    :ivar keys: the members' keys (Arrow text), cohort order; :attr:`key_hashes`, their 64-bit hashes
+        when the cohort had them.
+    :ivar emails: the members' emails (null for members known by their phone only).
+    :ivar phones: the phones sent (null when none, or when an earlier member has it).
+    :ivar digests: each member's :func:`fields_hash`.
+    :ivar held: keys of members rejected for a bad value: not upserted, and not untagged either.
+    :ivar rejects: one dict per rejected row (``row``, ``key``, ``value``, ``reason``).
+    :ivar shared_phones: members sent without their phone because an earlier member has it.
+
+    The payloads themselves are not kept: each mapped column stays dictionary-encoded (its distinct
+    values once, a small integer per member), and a payload's text is assembled again, a block of
+    members at a time, for the members a run upserts (:meth:`texts_at`).
     """
 
-    people: list[Person] = field(default_factory=list)
-    held: set[str] = field(default_factory=set)
-    rejects: list[dict[str, Any]] = field(default_factory=list)
-    shared_phones: int = 0
+    def __init__(
+        self,
+        columns: dict[str, pa.Array],
+        rows: np.ndarray,
+        fields: _Fields,
+        *,
+        key_hashes: np.ndarray | None = None,
+        held: set[str] | None = None,
+        rejects: list[dict[str, Any]] | None = None,
+        shared_phones: int = 0,
+    ) -> None:
+        self.keys: pa.Array = columns["key"]
+        self.emails: pa.Array = columns["email"]
+        self.phones: pa.Array = columns["phone"]
+        self.digests: pa.Array = columns["digest"]
+        self.rows = rows  # 1-based data rows, -1 where unknown
+        self.fields = fields
+        self.key_hashes = key_hashes
+        self.held = held if held is not None else set()
+        self.rejects = rejects if rejects is not None else []
+        self.shared_phones = shared_phones
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
     @property
     def rejected_rows(self) -> int:
         """Rows rejected here (a row with several bad values counts once)."""
         return len({(r["row"], r["key"]) for r in self.rejects})
 
+    def refs(self, index: np.ndarray) -> list[str]:
+        """The journal refs (:func:`make_ref`) of the members at ``index``, in that order."""
+        import pyarrow as pa
 
-def _fill_fields(
-    payload: dict[str, Any],
-    i: int,
-    external_id: str | None,
-    standard: list[tuple[str, list[Any], str]],
-    custom: list[tuple[str, list[Any], str]],
-) -> list[tuple[str, Any, str]]:
-    """Put row ``i``'s mapped values into ``payload`` (custom ones under ``customAttributes``);
-    return the problems ``(where, raw value, what is wrong)`` of the values Infobip would refuse."""
-    problems: list[tuple[str, Any, str]] = []
-    if external_id is not None:
-        value, problem = clean_value("externalId", external_id)
+        at = pa.array(index, type=pa.int64())
+        keys, emails, phones, digests = (
+            a.take(at).to_pylist() for a in (self.keys, self.emails, self.phones, self.digests)
+        )
+        return [
+            make_ref("PHONE" if e is None else "EMAIL", k, d, p)
+            for k, e, p, d in zip(keys, emails, phones, digests)
+        ]
+
+    def texts_at(self, index: np.ndarray) -> pa.Array:
+        """The canonical JSON payloads of the members at ``index`` (the text :func:`fields_hash` digests)."""
+        import pyarrow as pa
+
+        at = pa.array(index, type=pa.int64())
+        return self.fields.texts(self.emails.take(at), self.phones.take(at), at)
+
+    def payload(self, index: int) -> dict[str, Any]:
+        """The v3 upsert item of the member at ``index``."""
+        import numpy as np
+
+        return json.loads(self.texts_at(np.asarray([index]))[0].as_py())  # type: ignore[no-any-return]
+
+    @property
+    def people(self) -> list[Person]:
+        """Every member as a :class:`Person` (a Python object each: for small cohorts and tests)."""
+        import numpy as np
+
+        keys, emails, phones = self.keys.to_pylist(), self.emails.to_pylist(), self.phones.to_pylist()
+        digests, texts = self.digests.to_pylist(), self.texts_at(np.arange(len(self))).to_pylist()
+        return [
+            Person(
+                keys[i],
+                "PHONE" if emails[i] is None else "EMAIL",
+                emails[i],
+                phones[i],
+                json.loads(texts[i]),
+                digests[i],
+                None if self.rows[i] < 0 else int(self.rows[i]),
+            )
+            for i in range(len(self))
+        ]
+
+
+@dataclass
+class _Fields:
+    """How the members' payload texts are assembled: the person type, and each mapped field's values
+    as JSON, dictionary-encoded, one position per member (top-level fields, then custom attributes)."""
+
+    person_type: str
+    standard: list[tuple[str, pa.Array]]
+    custom: list[tuple[str, pa.Array]]
+
+    def texts(self, emails: pa.Array, phones: pa.Array, at: pa.Array) -> pa.Array:
+        """The payload texts of the members at ``at`` (whose emails and phones are given)."""
+        import pyarrow as pa
+
+        n = len(at)
+        top = [("type", pa.array([json.dumps(self.person_type)] * n, pa.string()))]
+        top.append(("contactInformation", _contacts(emails, phones)))
+        top += [(name, _decoded(values.take(at))) for name, values in self.standard]
+        if self.custom:
+            custom = [(name, _decoded(values.take(at))) for name, values in self.custom]
+            top.append(("customAttributes", _json_object(custom, n)))
+        return _json_object(top, n)
+
+
+def _decoded(values: pa.Array) -> pa.Array:
+    import pyarrow as pa
+
+    return values.cast(pa.string()) if pa.types.is_dictionary(values.type) else values
+
+
+def _missing(value: Any) -> bool:
+    return (
+        value is None
+        or type(value).__name__ in ("NAType", "NaTType")
+        or (isinstance(value, float) and math.isnan(value))
+    )
+
+
+def _as_text(values: Any, n: int) -> pa.Array:
+    """A column as Arrow text: ``None`` where a cell is missing (None, NaN, NA), else ``str`` of it."""
+    import pyarrow as pa
+
+    if values is None:
+        return pa.nulls(n, type=pa.string())
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values if values.type == pa.string() else values.cast(pa.string())
+    return pa.array(
+        [None if _missing(v) else v if isinstance(v, str) else str(v) for v in values], pa.string()
+    )
+
+
+def _trimmed(values: pa.Array) -> pa.Array:
+    """:func:`_text` of each value: trimmed, null when empty. Values holding anything but printable
+    ASCII are trimmed by Python itself (its notion of whitespace), once per distinct value."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from infobip_provider.cohorts.columnar import NOT_PLAIN
+
+    out = pc.utf8_trim(values, " ")
+    odd = pc.fill_null(pc.match_substring_regex(values, NOT_PLAIN), False)
+    if pc.any(odd).as_py():
+        raw = pc.filter(values, odd).to_pylist()
+        fixed = {v: v.strip() for v in set(raw)}
+        out = pc.replace_with_mask(out, odd, pa.array([fixed[v] for v in raw], type=pa.string()))
+    return pc.if_else(pc.equal(out, ""), pa.scalar(None, pa.string()), out)
+
+
+def _json_strings(values: pa.Array) -> pa.Array:
+    """Each text as a JSON string literal, as ``json.dumps(value, ensure_ascii=False)`` writes it."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    out = pc.binary_join_element_wise('"', values, '"', "")
+    odd = pc.fill_null(pc.match_substring_regex(values, r'["\\\x00-\x1f]'), False)
+    if pc.any(odd).as_py():
+        raw = pc.filter(values, odd).to_pylist()
+        out = pc.replace_with_mask(
+            out, odd, pa.array([json.dumps(v, ensure_ascii=False) for v in raw], pa.string())
+        )
+    return out
+
+
+@dataclass
+class _Field:
+    """One mapped column, checked once per distinct value: each row's value as JSON (null when empty
+    or bad), the rows whose value Infobip would refuse, and why."""
+
+    target: str
+    where: str  # how a reject names it: ``firstName (column first)``
+    raw: pa.Array
+    json: pa.Array
+    bad: np.ndarray
+    problems: dict[str, str]  # raw text -> what is wrong with it
+
+
+def _check_field(target: str, where: str, raw: pa.Array) -> _Field:
+    """:func:`clean_value` once per distinct value of a column, spread back to the rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(raw)
+    distinct = encoded.dictionary.to_pylist()
+    sent: list[str | None] = []
+    problems: dict[str, str] = {}
+    for value in distinct:
+        clean, problem = clean_value(target, value)
+        sent.append(None if clean is None else json.dumps(clean, ensure_ascii=False))
         if problem:
-            problems.append(("externalId (external id column)", external_id, problem))
-        elif value is not None:
-            payload["externalId"] = value
-    attributes: dict[str, str] = {}
-    for fields, into, label in ((standard, payload, "{}"), (custom, attributes, "customAttributes.{}")):
-        for target, values, col in fields:
-            value, problem = clean_value(target, values[i])
-            if problem:
-                problems.append((f"{label.format(target)} (column {col})", values[i], problem))
-            elif value is not None:
-                into[target] = value
-    if attributes:
-        payload["customAttributes"] = attributes
-    return problems
+            problems[value] = problem
+    indices = encoded.indices
+    bad = np.zeros(0, dtype=np.int64)
+    if problems:
+        wrong = pa.array([value in problems for value in distinct], type=pa.bool_())
+        bad = np.flatnonzero(pc.fill_null(wrong.take(indices), False).to_numpy(zero_copy_only=False))
+    values = pa.DictionaryArray.from_arrays(indices, pa.array(sent, type=pa.string()))
+    return _Field(target, where, raw, values, bad, problems)
 
 
-def build_people(members: pd.DataFrame, mapping: PersonMapping) -> BuiltPeople:
-    """Build and validate one payload per member (columns ``key``, ``email``, ``phone``, ``external_id``,
-    ``row`` and the mapped columns, as :func:`infobip_provider.cohorts.prepare_cohort` gives them).
+def _member_columns(members: Any) -> tuple[dict[str, Any], np.ndarray | None]:
+    """The columns of a prepared cohort (its Arrow arrays as they are) or of a frame, and the keys'
+    hashes when known."""
+    if hasattr(members, "arrow_columns"):
+        return members.arrow_columns(), members.key_hashes
+    return {str(c): members[c].tolist() for c in members.columns}, None
+
+
+def _row_numbers(values: Any, n: int) -> np.ndarray:
+    import numpy as np
+
+    if values is None:
+        return np.full(n, -1, dtype=np.int64)
+    if isinstance(values, np.ndarray) and values.dtype.kind in "iu":
+        return values.astype(np.int64, copy=False)
+    return np.array([-1 if _text(v) is None else int(float(v)) for v in values], dtype=np.int64)
+
+
+def _json_object(pieces: list[tuple[str, pa.Array]], n: int) -> pa.Array:
+    """``{"name":value,...}`` per row, names sorted, a name left out where its value is null; null
+    where every value is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not pieces:
+        return pa.nulls(n, type=pa.string())
+    parts = [
+        pc.binary_join_element_wise(json.dumps(name, ensure_ascii=False) + ":", values, "")
+        for name, values in sorted(pieces, key=lambda p: p[0])
+    ]
+    inner = pc.binary_join_element_wise(*parts, ",", null_handling="skip") if len(parts) > 1 else parts[0]
+    inner = pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), inner)
+    return pc.binary_join_element_wise("{", inner, "}", "")
+
+
+def _contacts(emails: pa.Array, phones: pa.Array) -> pa.Array:
+    """Each member's ``contactInformation`` list as JSON (the email first)."""
+    import pyarrow.compute as pc
+
+    email = pc.binary_join_element_wise('{"identifier":', _json_strings(emails), ',"type":"EMAIL"}', "")
+    phone = pc.binary_join_element_wise('{"identifier":', _json_strings(phones), ',"type":"PHONE"}', "")
+    return pc.binary_join_element_wise(
+        "[", pc.binary_join_element_wise(email, phone, ",", null_handling="skip"), "]", ""
+    )
+
+
+#: Members whose payload texts are assembled at once (digests, upserts): about 30 MB of text.
+_BLOCK = 131_072
+
+
+def _digests(texts: pa.Array) -> pa.Array:
+    """:func:`fields_hash` of each canonical payload text."""
+    import pyarrow as pa
+
+    sha = hashlib.sha256
+    return pa.array([sha(t.encode()).hexdigest()[:24] for t in texts.to_pylist()], pa.string())
+
+
+def build_people(members: Any, mapping: PersonMapping) -> BuiltPeople:
+    """Build and validate one payload per member, column-wise.
+
+    ``members`` is a :class:`~infobip_provider.cohorts.PreparedCohort` (its Arrow columns are used as
+    they are) or a frame with the columns ``key``, ``email``, ``phone``, ``external_id``, ``row`` and
+    the mapped columns, as :func:`infobip_provider.cohorts.prepare_cohort` gives them.
 
     Infobip matches a person on any of its identifiers, so one phone must not reach Infobip for two
     members: a member without an email whose phone belongs to a member with an email is that same
@@ -328,67 +556,100 @@ def build_people(members: pd.DataFrame, mapping: PersonMapping) -> BuiltPeople:
     sent without the phone (matched by its email alone, counted in ``shared_phones``), else Infobip
     would merge the two people into one.
 
+    Each value is checked (:func:`clean_value`) once per distinct value of its column; the payloads
+    are assembled as canonical JSON text by Arrow string kernels; only the digest
+    (:func:`fields_hash`) is computed per member in Python.
+
     :raises FieldMapError: when a mapped column is not in the cohort (the message names those found).
     """
-    missing = [c for c in mapping.columns if c not in members.columns]
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from infobip_provider.cohorts.columnar import first_rows
+
+    columns, hashes = _member_columns(members)
+    missing = [c for c in mapping.columns if c not in columns]
     if missing:
-        found = [c for c in members.columns if c not in ("key", "row")]
+        found = [c for c in columns if c not in ("key", "row")]
         raise FieldMapError(
             f"field_map names columns the cohort does not have: {', '.join(missing)}; found: {', '.join(found)}"
         )
-    built = BuiltPeople()
-    n = len(members)
+    n = len(columns["key"])
 
-    def column(name: str) -> list[Any]:
-        return members[name].tolist() if name in members.columns else [None] * n
+    def numpy(mask: pa.Array) -> np.ndarray:
+        return np.asarray(mask.to_numpy(zero_copy_only=False), dtype=bool)
 
-    keys, emails, phones = column("key"), column("email"), column("phone")
-    external_ids, rows = column("external_id"), column("row")
-    standard = [(target, column(col), col) for col, target in mapping.standard]
-    custom = [(target, column(col), col) for col, target in mapping.custom]
-    email_phones: set[str] = {str(p) for e, p in zip(emails, phones) if _text(e) and _text(p)}
-    phone_owner: dict[str, str] = {}
-    for i in range(n):
-        key = _text(keys[i])
-        if key is None:
+    raw_phones = _as_text(columns.get("phone"), n)
+    keys = _trimmed(_as_text(columns.get("key"), n))
+    emails = _trimmed(_as_text(columns.get("email"), n))
+    phones = _trimmed(raw_phones)
+    rows = _row_numbers(columns.get("row"), n)
+    keyed, has_email, has_phone = numpy(keys.is_valid()), numpy(emails.is_valid()), numpy(phones.is_valid())
+    # a member without an email whose phone (as it stands) a member with an email has: that member
+    email_phones = raw_phones.filter(pa.array(has_email & has_phone))
+    duplicate = keyed & ~has_email & numpy(pc.fill_null(pc.is_in(phones, value_set=email_phones), False))
+    # a member with an email keeps its phone when the first member with an email and that phone is itself
+    sharing = np.flatnonzero(keyed & has_email & has_phone)
+    shared = np.zeros(0, dtype=np.int64)
+    if len(sharing):
+        first = sharing[first_rows(phones.take(pa.array(sharing)))]
+        owner_differs = pc.not_equal(keys.take(pa.array(first)), keys.take(pa.array(sharing)))
+        shared = sharing[np.flatnonzero(numpy(owner_differs))]
+    fields = []
+    if columns.get("external_id") is not None:
+        fields.append(("externalId", "externalId (external id column)", columns["external_id"]))
+    fields += [(target, f"{target} (column {col})", columns[col]) for col, target in mapping.standard]
+    standard = len(fields)
+    fields += [(t, f"customAttributes.{t} (column {col})", columns[col]) for col, t in mapping.custom]
+    checked = [_check_field(target, where, _as_text(values, n)) for target, where, values in fields]
+    bad = np.zeros(n, dtype=bool)
+    for item in checked:
+        bad[item.bad] = True
+    rejects: list[dict[str, Any]] = []
+    held: set[str] = set()
+    for i in np.flatnonzero(keyed & (duplicate | bad)).tolist():  # row order, as the reasons read
+        key, row = keys[i].as_py(), None if rows[i] < 0 else int(rows[i])
+        if duplicate[i]:
+            reason = "duplicate person: the phone of a member with an email"
+            rejects.append({"row": row, "key": key, "value": phones[i].as_py(), "reason": reason})
             continue
-        email, phone, row = _text(emails[i]), _text(phones[i]), rows[i]
-        row_number = None if _text(row) is None else int(float(row))
-        if email is None and phone in email_phones:
-            built.rejects.append(
-                {
-                    "row": row_number,
-                    "key": key,
-                    "value": phone,
-                    "reason": "duplicate person: the phone of a member with an email",
-                }
-            )
-            continue
-        if email is not None and phone is not None and phone_owner.setdefault(phone, key) != key:
-            phone = None
-            built.shared_phones += 1
-        contacts = []
-        if email is not None:
-            contacts.append({"type": "EMAIL", "identifier": email})
-        if phone is not None:
-            contacts.append({"type": "PHONE", "identifier": phone})
-        payload: dict[str, Any] = {"type": mapping.person_type, "contactInformation": contacts}
-        problems = _fill_fields(payload, i, _text(external_ids[i]), standard, custom)
-        if problems:
-            built.held.add(key)
-            for where, raw, problem in problems:
-                built.rejects.append(
-                    {
-                        "row": row_number,
-                        "key": key,
-                        "value": _text(raw),
-                        "reason": f"invalid value: {where} {problem}",
-                    }
-                )
-            continue
-        key_type = "EMAIL" if email is not None else "PHONE"
-        built.people.append(Person(key, key_type, email, phone, payload, fields_hash(payload), row_number))
-    return built
+        held.add(key)
+        for item in checked:
+            raw = item.raw[i].as_py()
+            if raw in item.problems:
+                reason = f"invalid value: {item.where} {item.problems[raw]}"
+                rejects.append({"row": row, "key": key, "value": _text(raw), "reason": reason})
+    kept = np.flatnonzero(keyed & ~duplicate & ~bad)
+    if len(shared):
+        without = np.zeros(n, dtype=bool)
+        without[shared] = True
+        phones = pc.if_else(pa.array(without), pa.scalar(None, pa.string()), phones)
+    at = pa.array(kept, type=pa.int64())
+    emails, phones = emails.take(at), phones.take(at)
+    assemble = _Fields(
+        mapping.person_type,
+        [(item.target, item.json.take(at)) for item in checked[:standard]],
+        [(item.target, item.json.take(at)) for item in checked[standard:]],
+    )
+    digests = []
+    for start in range(0, len(kept), _BLOCK):  # one block's texts at a time
+        block = pa.array(np.arange(start, min(start + _BLOCK, len(kept))), type=pa.int64())
+        digests.append(_digests(assemble.texts(emails.take(block), phones.take(block), block)))
+    return BuiltPeople(
+        {
+            "key": keys.take(at),
+            "email": emails,
+            "phone": phones,
+            "digest": pa.concat_arrays(digests) if digests else pa.array([], pa.string()),
+        },
+        rows[kept],
+        assemble,
+        key_hashes=None if hashes is None else np.asarray(hashes)[kept],
+        held=held,
+        rejects=rejects,
+        shared_phones=len(shared),
+    )
 
 
 # --------------------------------------------------------------------------------------------- refs
@@ -399,8 +660,10 @@ def make_ref(key_type: str, key: str, digest: str | None, phone: str | None) -> 
 
 def parse_ref(ref: str) -> tuple[str, str, str, str | None]:
     """``(key_type, key, fields_hash, phone)`` of a :func:`make_ref` id."""
-    key_type, key, digest, phone = [*ref.split("\t"), "", "", ""][:4]
-    return key_type, key, digest, phone or None
+    parts = ref.split("\t")
+    if len(parts) != 4:
+        parts = [*parts, "", "", ""][:4]
+    return parts[0], parts[1], parts[2], parts[3] or None
 
 
 def tag_query(ref: str) -> tuple[str, str]:
@@ -432,47 +695,193 @@ class Confirmed:
         return self.tagged or self.uncertain
 
 
-Snapshot = dict[str, Confirmed]
+def snapshot_schema() -> pa.Schema:
+    """The columns of a tag's snapshot file."""
+    import pyarrow as pa
 
-
-def snapshot_from_frame(frame: pd.DataFrame) -> Snapshot:
-    if frame.empty:
-        return {}
-    phones = frame["phone"].tolist() if "phone" in frame.columns else [None] * len(frame)
-    # Snapshots written before the column existed hold no uncertain person.
-    doubts = frame["uncertain"].tolist() if "uncertain" in frame.columns else [False] * len(frame)
-    return {
-        str(k): Confirmed(str(t), _text(h) or "", bool(tagged), _text(p), bool(u))
-        for k, t, h, tagged, p, u in zip(
-            frame["key"].tolist(),
-            frame["key_type"].tolist(),
-            frame["fields_hash"].tolist(),
-            frame["tagged"].tolist(),
-            phones,
-            doubts,
-        )
-    }
-
-
-def snapshot_to_frame(snapshot: Snapshot) -> pd.DataFrame:
-    import pandas as pd
-
-    keys = list(snapshot)
-    rows = list(snapshot.values())
-    return pd.DataFrame(
-        {
-            "key": pd.Series(keys, dtype="string"),
-            "key_type": pd.Series([r.key_type for r in rows], dtype="string"),
-            "fields_hash": pd.Series([r.fields_hash for r in rows], dtype="string"),
-            "tagged": pd.Series([r.tagged for r in rows], dtype="bool"),
-            "phone": pd.Series([r.phone for r in rows], dtype="string"),
-            "uncertain": pd.Series([r.uncertain for r in rows], dtype="bool"),
-        }
+    return pa.schema(
+        [
+            ("key", pa.string()),
+            ("key_type", pa.string()),
+            ("fields_hash", pa.string()),
+            ("tagged", pa.bool_()),
+            ("phone", pa.string()),
+            ("uncertain", pa.bool_()),
+        ]
     )
 
 
+class Snapshot(MutableMapping[str, Confirmed]):
+    """What Infobip confirmed about the tag's people, one row per person, kept column-wise (an Arrow
+    table): a run over millions of people compares and folds whole columns, with no Python object
+    per person. It is also a mapping ``key → Confirmed`` for the few reads and writes of single
+    people (an index is built on the first such read; writes gather in a small overlay that the next
+    column-wise use applies)."""
+
+    def __init__(self, table: pa.Table | None = None) -> None:
+        self._table = _as_snapshot_table(table)
+        self._changes: dict[str, Confirmed | None] = {}  # None: removed
+        self._index: dict[str, int] | None = None
+
+    @classmethod
+    def of(cls, snapshot: Mapping[str, Confirmed] | None) -> Snapshot:
+        """``snapshot`` itself when it is one, else a snapshot of a plain ``{key: Confirmed}`` dict."""
+        if isinstance(snapshot, Snapshot):
+            return snapshot
+        return cls.from_items((snapshot or {}).items())
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[str, Confirmed]]) -> Snapshot:
+        return cls(_apply_changes(snapshot_schema().empty_table(), dict(items)))
+
+    # the table -------------------------------------------------------------------------------------
+    @property
+    def table(self) -> pa.Table:
+        """The snapshot as one Arrow table (single changes applied)."""
+        if self._changes:
+            changes, self._changes = self._changes, {}
+            self._table = _apply_changes(self._table, changes)
+            self._index = None
+        return self._table
+
+    def column(self, name: str) -> np.ndarray:
+        """A boolean column as NumPy, or a text column as Arrow (see :func:`snapshot_schema`)."""
+        values = self.table.column(name)
+        import numpy as np
+
+        if name in ("tagged", "uncertain"):
+            return np.asarray(values.to_numpy(), dtype=bool)
+        return values
+
+    def discard(self, keys: Iterable[str]) -> None:
+        """Forget ``keys`` (those present), column-wise."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        gone = pa.array(list(keys), type=pa.string())
+        if len(gone):
+            table = self.table
+            self._table = table.filter(pc.invert(pc.is_in(table.column("key"), value_set=gone)))
+            self._index = None
+
+    # the mapping -----------------------------------------------------------------------------------
+    def _position(self, key: str) -> int | None:
+        if self._index is None:
+            self._index = {k: i for i, k in enumerate(self._table.column("key").to_pylist())}
+        return self._index.get(key)
+
+    def __getitem__(self, key: str) -> Confirmed:
+        if key in self._changes:
+            found = self._changes[key]
+            if found is None:
+                raise KeyError(key)
+            return found
+        at = self._position(key)
+        if at is None:
+            raise KeyError(key)
+        row = self._table.slice(at, 1).to_pylist()[0]
+        return Confirmed(
+            row["key_type"],
+            row["fields_hash"] or "",
+            bool(row["tagged"]),
+            row["phone"],
+            bool(row["uncertain"]),
+        )
+
+    def __setitem__(self, key: str, value: Confirmed) -> None:
+        self._changes[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self[key]  # KeyError when absent
+        self._changes[key] = None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.table.column("key").to_pylist())
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+    def __repr__(self) -> str:
+        return f"Snapshot({self.table.num_rows} people)"
+
+
+def _as_snapshot_table(table: pa.Table | None) -> pa.Table:
+    """``table`` with every snapshot column, typed (a file of an older version lacks ``phone`` or
+    ``uncertain``: nobody of it was uncertain); empty hashes as ``""``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    schema = snapshot_schema()
+    if table is None:
+        return schema.empty_table()
+    n = table.num_rows
+    columns = []
+    for name in schema.names:
+        kind = schema.field(name).type
+        if name in table.column_names:
+            values = table.column(name)
+            values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+            values = values if values.type == kind else values.cast(kind)
+        else:
+            values = pa.array([False] * n, pa.bool_()) if kind == pa.bool_() else pa.nulls(n, kind)
+        if kind == pa.bool_():
+            values = pc.fill_null(values, False)
+        if name == "fields_hash":
+            values = pc.fill_null(values, "")
+        if name == "phone":  # an empty phone is none
+            values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
+        columns.append(values)
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _apply_changes(table: pa.Table, changes: Mapping[str, Confirmed | list[Any] | None]) -> pa.Table:
+    """``table`` without the rows of the changed keys, then the changed people that remain, appended
+    (each a :class:`Confirmed` or its ``[key_type, fields_hash, tagged, phone, uncertain]``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if not changes:
+        return table
+    kept = table.filter(
+        pc.invert(pc.is_in(table.column("key"), value_set=pa.array(list(changes), pa.string())))
+    )
+    keys, rows = [], []
+    for key, row in changes.items():
+        if row is not None:
+            keys.append(key)
+            rows.append(row if isinstance(row, list) else _row(row))
+    columns = list(zip(*rows)) if rows else [()] * 5
+    added = pa.Table.from_arrays(
+        [
+            pa.array(keys, pa.string()),
+            *(pa.array(c, t) for c, t in zip(columns, snapshot_schema().types[1:])),
+        ],
+        schema=snapshot_schema(),
+    )
+    return pa.concat_tables([kept, added]).combine_chunks()
+
+
+def _row(confirmed: Confirmed) -> list[Any]:
+    c = confirmed
+    return [c.key_type, c.fields_hash, bool(c.tagged), c.phone, bool(c.uncertain)]
+
+
+def snapshot_from_frame(frame: pd.DataFrame) -> Snapshot:
+    import pyarrow as pa
+
+    if frame.empty:
+        return Snapshot()
+    return Snapshot(pa.Table.from_pandas(frame, preserve_index=False))
+
+
+def snapshot_to_frame(snapshot: Mapping[str, Confirmed]) -> pd.DataFrame:
+    table = Snapshot.of(snapshot).table
+    frame = table.to_pandas()
+    return frame.astype({name: kind for name, kind in SNAPSHOT_COLUMNS.items()})
+
+
 def fold_people(
-    snapshot: Snapshot,
+    snapshot: Mapping[str, Confirmed],
     upserted: Iterable[tuple[list[str], dict[str, str]]] = (),
     tagged: Iterable[tuple[list[str], dict[str, str]]] = (),
     untagged: Iterable[tuple[list[str], dict[str, str]]] = (),
@@ -485,52 +894,80 @@ def fold_people(
     stays out when it is new); a tagged person is marked tagged; an untagged one leaves the snapshot.
     Then the refs of unanswered batches: an upserted person's hash is forgotten (upserted again,
     whatever its fields are next time); a tagged or untagged person becomes ``uncertain``.
+
+    Only the people the batches name are looked at one by one; everybody else stays in the table's
+    columns as they are.
     """
-    out = {
-        k: Confirmed(v.key_type, v.fields_hash, v.tagged, v.phone, v.uncertain) for k, v in snapshot.items()
-    }
-    for refs, refused in upserted:
-        for ref in refs:
-            if ref in refused:
-                continue
-            key_type, key, digest, phone = parse_ref(ref)
-            before = out.get(key)
-            was_tagged, unsure = bool(before and before.tagged), bool(before and before.uncertain)
-            out[key] = Confirmed(key_type, digest, was_tagged, phone, unsure)
-    for refs, refused in tagged:
-        for ref in refs:
-            if ref in refused:
-                continue
-            key_type, key, _, phone = parse_ref(ref)
-            before = out.get(key)
-            # A tag acknowledged for a person the snapshot lost: keep the tag, re-send the fields next run.
-            out[key] = Confirmed(
-                key_type, before.fields_hash if before else "", True, before.phone if before else phone
-            )
-    for refs, refused in untagged:
-        for ref in refs:
-            if ref not in refused:
-                out.pop(parse_ref(ref)[1], None)
-    for ref in unanswered_upserts:
+
+    from infobip_provider.engines.broadcast import paused_gc
+
+    with paused_gc():  # a first run folds a million refs: many small acyclic objects
+        return _fold(Snapshot.of(snapshot), upserted, tagged, untagged, unanswered_upserts, unanswered_tags)
+
+
+def _fold(
+    base: Snapshot,
+    upserted: Iterable[tuple[list[str], dict[str, str]]],
+    tagged: Iterable[tuple[list[str], dict[str, str]]],
+    untagged: Iterable[tuple[list[str], dict[str, str]]],
+    unanswered_upserts: Iterable[str],
+    unanswered_tags: Iterable[str],
+) -> Snapshot:
+    def parsed(batches: Iterable[tuple[list[str], dict[str, str]]]) -> list[tuple[str, str, str, str | None]]:
+        return [parse_ref(ref) for refs, refused in batches for ref in refs if ref not in refused]
+
+    ups, tags, untags = parsed(upserted), parsed(tagged), parsed(untagged)
+    lost_ups, doubts = [parse_ref(r) for r in unanswered_upserts], [parse_ref(r) for r in unanswered_tags]
+    named = {key for group in (ups, tags, untags, lost_ups, doubts) for _, key, _, _ in group}
+    # before: the confirmed state of the people named, as [key_type, fields_hash, tagged, phone, uncertain]
+    out: dict[str, list[Any] | None] = _rows_of(base, named)
+    get = out.get
+    for key_type, key, digest, phone in ups:
+        before = get(key)
+        out[key] = [key_type, digest, bool(before and before[2]), phone, bool(before and before[4])]
+    for key_type, key, _, phone in tags:
+        before = get(key)
+        # A tag acknowledged for a person the snapshot lost: keep the tag, re-send the fields next run.
+        out[key] = [key_type, before[1] if before else "", True, before[3] if before else phone, False]
+    for _, key, _, _ in untags:
+        out[key] = None
+    for _, key, _, _ in lost_ups:
         # A person not in the snapshot is upserted next time anyway (and was not tagged meanwhile:
         # a tag-add follows its upsert's acknowledgement).
-        before = out.get(parse_ref(ref)[1])
+        before = get(key)
         if before is not None:
-            before.fields_hash = ""
-    for ref in unanswered_tags:
-        key_type, key, _, phone = parse_ref(ref)
-        before = out.get(key)
-        out[key] = Confirmed(
-            before.key_type if before else key_type,
-            before.fields_hash if before else "",
+            before[1] = ""
+    for key_type, key, _, phone in doubts:
+        before = get(key)
+        out[key] = [
+            before[0] if before else key_type,
+            before[1] if before else "",
             False,
-            before.phone if before else phone,
-            uncertain=True,
-        )
-    return out
+            before[3] if before else phone,
+            True,
+        ]
+    return Snapshot(_apply_changes(base.table, out))
 
 
-def fold_recovery(snapshot: Snapshot, recovery: Recovery) -> Snapshot:
+def _rows_of(snapshot: Snapshot, keys: set[str]) -> dict[str, list[Any] | None]:
+    """The snapshot's rows of the people of ``keys``: ``[key_type, fields_hash, tagged, phone, uncertain]``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    table = snapshot.table
+    if not keys or not table.num_rows:
+        return {}
+    rows = table.filter(pc.is_in(table.column("key"), value_set=pa.array(list(keys), pa.string())))
+    columns = [
+        rows.column(n).to_pylist() for n in ("key_type", "fields_hash", "tagged", "phone", "uncertain")
+    ]
+    return {
+        k: [t, h or "", bool(g), p, bool(u)]
+        for k, t, h, g, p, u in zip(rows.column("key").to_pylist(), *columns)
+    }
+
+
+def fold_recovery(snapshot: Mapping[str, Confirmed], recovery: Recovery) -> Snapshot:
     """Fold everything an interrupted or finished import's journal says into (a copy of) the snapshot.
 
     Acknowledged batches are applied (:func:`fold_people`); refs of batches sent without an answer
@@ -547,12 +984,43 @@ def fold_recovery(snapshot: Snapshot, recovery: Recovery) -> Snapshot:
     )
 
 
-def without_tags(snapshot: Snapshot) -> Snapshot:
+def without_tags(snapshot: Mapping[str, Confirmed]) -> Snapshot:
     """The snapshot with nobody tagged (after the tag was found deleted in Infobip): no doubt left."""
-    return {k: Confirmed(v.key_type, v.fields_hash, False, v.phone) for k, v in snapshot.items()}
+    import pyarrow as pa
+
+    table = Snapshot.of(snapshot).table
+    false = pa.array([False] * table.num_rows, pa.bool_())
+    table = table.set_column(table.schema.get_field_index("tagged"), "tagged", false)
+    return Snapshot(table.set_column(table.schema.get_field_index("uncertain"), "uncertain", false))
 
 
 # --------------------------------------------------------------------------------------------- plan
+class Payloads(Mapping[str, dict[str, Any]]):
+    """``ref → v3 payload`` for a plan's upserts, assembled a block of upserts at a time when sent."""
+
+    def __init__(self, built: BuiltPeople, refs: list[str], positions: np.ndarray) -> None:
+        self._built, self._positions = built, positions
+        self._order = {ref: i for i, ref in enumerate(refs)}
+        self._blocks: dict[int, list[str]] = {}
+
+    def __getitem__(self, ref: str) -> dict[str, Any]:
+        i = self._order[ref]
+        block, offset = divmod(i, _BLOCK)
+        texts = self._blocks.get(block)
+        if texts is None:
+            if len(self._blocks) >= 2:  # lanes send in order: the oldest block is done with
+                del self._blocks[min(self._blocks)]
+            at = self._positions[block * _BLOCK : (block + 1) * _BLOCK]
+            texts = self._blocks[block] = self._built.texts_at(at).to_pylist()
+        return json.loads(texts[offset])  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._order)
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
 @dataclass
 class PeoplePlan:
     """What a run sends.
@@ -568,7 +1036,7 @@ class PeoplePlan:
     """
 
     upserts: list[str] = field(default_factory=list)
-    payloads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    payloads: Mapping[str, dict[str, Any]] = field(default_factory=dict)
     tag_now: list[str] = field(default_factory=list)
     tag_after_upsert: set[str] = field(default_factory=set)
     untags: list[str] = field(default_factory=list)
@@ -589,42 +1057,78 @@ class PeoplePlan:
         }
 
 
-def plan_people(built: BuiltPeople, snapshot: Snapshot) -> PeoplePlan:
-    """Diff the cohort's payloads against the snapshot (pure; see the module docstring)."""
+def plan_people(built: BuiltPeople, snapshot: Mapping[str, Confirmed]) -> PeoplePlan:
+    """Diff the cohort's payloads against the snapshot, column-wise (pure; see the module docstring).
+
+    Each member is found in the snapshot by a hash lookup; refs are made only for the members the
+    plan sends something for, and leavers are looked at one by one only once found.
+    """
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from infobip_provider.cohorts.columnar import positions
+
+    table = Snapshot.of(snapshot).table
     plan = PeoplePlan(held=len(built.held))
-    identities: set[str] = set()
-    for person in built.people:
-        identities.add(person.key)
-        if person.phone:
-            identities.add(person.phone)
-        confirmed = snapshot.get(person.key)
-        ref = person.ref
-        changed = confirmed is None or confirmed.fields_hash != person.fields_hash
-        if changed:
-            plan.upserts.append(ref)
-            plan.payloads[ref] = person.payload
-            if not (confirmed and confirmed.tagged):
-                plan.tag_after_upsert.add(ref)
-        else:
-            plan.unchanged += 1
-            if confirmed is not None and not confirmed.tagged:
-                plan.tag_now.append(ref)
-    in_cohort = {p.key for p in built.people} | built.held
-    for key, confirmed in snapshot.items():
-        if key in in_cohort:
-            continue
-        same_person = key in identities or (confirmed.phone is not None and confirmed.phone in identities)
-        if confirmed.maybe_tagged and not same_person:
-            plan.untags.append(make_ref(confirmed.key_type, key, confirmed.fields_hash, confirmed.phone))
-        else:
-            plan.dropped.append(key)
+    keys = table.column("key")
+    where = positions(built.keys, keys, built.key_hashes)
+    found = where >= 0
+    at = pa.array(np.maximum(where, 0), type=pa.int64())
+    tagged = np.asarray(table.column("tagged").to_numpy(), dtype=bool)
+    was_tagged = found & (tagged[np.maximum(where, 0)] if len(tagged) else np.zeros(len(where), bool))
+    same = (
+        pc.fill_null(pc.equal(table.column("fields_hash").take(at), built.digests), False)
+        if len(keys)
+        else None
+    )
+    changed = (
+        ~found if same is None else ~(found & np.asarray(same.to_numpy(zero_copy_only=False), dtype=bool))
+    )
+    upsert_at = np.flatnonzero(changed)
+    plan.upserts = built.refs(upsert_at)
+    plan.payloads = Payloads(built, plan.upserts, upsert_at)
+    plan.tag_after_upsert = {r for r, t in zip(plan.upserts, was_tagged[upsert_at].tolist()) if not t}
+    plan.unchanged = len(built) - len(upsert_at)
+    plan.tag_now = built.refs(np.flatnonzero(~changed & found & ~was_tagged))
+    # Leavers: snapshot people whose key is no member's (nor held back for a bad value).
+    gone = positions(keys, built.keys, None, built.key_hashes) < 0
+    if built.held and gone.any():
+        gone &= ~np.asarray(
+            pc.is_in(keys, value_set=pa.array(list(built.held), pa.string())).to_numpy(zero_copy_only=False),
+            dtype=bool,
+        )
+    leaving = np.flatnonzero(gone)
+    if len(leaving):
+        left = table.take(pa.array(leaving, type=pa.int64()))
+        members_phones = built.phones.filter(built.phones.is_valid())
+        identities = pa.concat_arrays([built.keys, members_phones])
+        # the same person as a member under another identity: its key is a member's phone, or its phone
+        # is a member's key or phone
+        same_person = pc.or_(
+            pc.is_in(left.column("key"), value_set=identities),
+            pc.fill_null(pc.is_in(left.column("phone"), value_set=identities), False),
+        )
+        maybe_tagged = pc.or_(left.column("tagged"), left.column("uncertain"))
+        untag = np.asarray(
+            pc.and_(maybe_tagged, pc.invert(same_person)).to_numpy(zero_copy_only=False), dtype=bool
+        )
+        rows = left.to_pylist()
+        for row, out in zip(rows, untag.tolist()):
+            if out:
+                plan.untags.append(make_ref(row["key_type"], row["key"], row["fields_hash"], row["phone"]))
+            else:
+                plan.dropped.append(row["key"])
     plan.untags.sort()
     return plan
 
 
-def confirmed_tagged(snapshot: Snapshot) -> int:
+def confirmed_tagged(snapshot: Mapping[str, Confirmed]) -> int:
     """People who may carry the tag (the removal guard's base): tagged or uncertain."""
-    return sum(1 for v in snapshot.values() if v.maybe_tagged)
+    import pyarrow.compute as pc
+
+    table = Snapshot.of(snapshot).table
+    return int(pc.sum(pc.or_(table.column("tagged"), table.column("uncertain"))).as_py() or 0)
 
 
 def default_tag_name(dag_id: str | None, task_id: str | None) -> str:

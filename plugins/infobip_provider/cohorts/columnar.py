@@ -43,7 +43,7 @@ __all__ = [
 EMAIL_RE2 = rf"^{_ATEXT}+(?:\.{_ATEXT}+)*@(?:{_LABEL}\.)+{_TLD}$"
 #: Values the Arrow path leaves to Python: control characters (Python strips some of them as
 #: whitespace) and anything beyond ASCII (Python lower-cases some of it into ASCII, e.g. the Kelvin sign).
-_NOT_PLAIN = r"[^\x20-\x7e]"
+NOT_PLAIN = r"[^\x20-\x7e]"
 
 
 def text_array(values: Any) -> pa.Array:
@@ -72,7 +72,7 @@ def normalize_emails(values: Any) -> pa.Array:
     raw = text_array(values)
     if len(raw) == 0:
         return pa.array([], type=pa.string())
-    plain = pc.invert(pc.fill_null(pc.match_substring_regex(raw, _NOT_PLAIN), True))
+    plain = pc.invert(pc.fill_null(pc.match_substring_regex(raw, NOT_PLAIN), True))
     text = pc.ascii_lower(pc.utf8_trim(raw, " "))
     at = pc.find_substring(text, "@")  # the local part's length: RE2 has no look-ahead for it
     sound = pc.and_(

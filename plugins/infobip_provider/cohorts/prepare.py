@@ -126,6 +126,15 @@ class PreparedCohort:
             self._columns = {"key": columns["key"], "_hashes": columns.get("_hashes")}
         return self._members
 
+    def arrow_columns(self) -> dict[str, Any]:
+        """The members' columns without building :attr:`members`: ``key``, ``email``, ``phone``,
+        ``external_id`` (Arrow text, or ``None`` when the cohort has no such column), ``row`` (NumPy)
+        and the other columns kept (Arrow text). After :attr:`members` was built: its columns."""
+        if self._members is not None:
+            return {str(c): self._members[c].tolist() for c in self._members.columns}
+        names = ("key", "email", "phone", "external_id", "row", *self.columns)
+        return {name: self._columns.get(name) for name in names}
+
     @property
     def empty(self) -> bool:
         return bool(self.stats.get("empty"))

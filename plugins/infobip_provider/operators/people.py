@@ -12,7 +12,6 @@ from airflow.sdk.exceptions import AirflowFailException
 from infobip_provider.engines.sync import SyncOperator, Tally
 from infobip_provider.operators.base import CohortOperator
 from infobip_provider.people import (
-    SNAPSHOT_COLUMNS,
     TAG_MAX,
     BuiltPeople,
     FieldMapError,
@@ -26,8 +25,7 @@ from infobip_provider.people import (
     fold_recovery,
     parse_field_map,
     plan_people,
-    snapshot_from_frame,
-    snapshot_to_frame,
+    snapshot_schema,
     tag_query,
     without_tags,
 )
@@ -191,10 +189,10 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
 
     # ----------------------------------------------------------------- snapshot
     def read_snapshot(self, target: TargetState) -> Snapshot:
-        return snapshot_from_frame(target.read_snapshot(SNAPSHOT_COLUMNS))
+        return Snapshot(target.read_snapshot_table(snapshot_schema()))
 
     def write_snapshot(self, target: TargetState, snapshot: Snapshot) -> None:
-        target.write_snapshot(snapshot_to_frame(snapshot))
+        target.write_snapshot_table(snapshot.table)
 
     def fold(self, snapshot: Snapshot, recovery: Recovery) -> Snapshot:
         return fold_recovery(snapshot, recovery)
@@ -234,7 +232,7 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
                 else "",
             )
         try:
-            built = build_people(prepared.members, mapping)
+            built = build_people(prepared, mapping)
         except FieldMapError as exc:
             raise AirflowFailException(str(exc)) from None
         if built.rejected_rows:
@@ -246,7 +244,7 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
                 "%d members share a phone with an earlier member: sent without it (matched by email only)",
                 built.shared_phones,
             )
-        self._person_type, self._members = mapping.person_type, len(built.people)
+        self._person_type, self._members = mapping.person_type, len(built)
         self._shared_phones = built.shared_phones
         return prepared, built, _all_rejects(prepared.rejects, built)
 
@@ -292,8 +290,7 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
 
     # -------------------------------------------------------------------- apply
     def before_apply(self, snapshot: Snapshot, plan: PeoplePlan) -> Snapshot:
-        for key in plan.dropped:
-            snapshot.pop(key, None)
+        snapshot.discard(plan.dropped)
         return snapshot
 
     def ensure_target(self, target: TargetState, facts: dict[str, Any], plan: PeoplePlan) -> None:
