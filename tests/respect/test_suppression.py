@@ -397,6 +397,31 @@ def test_a_users_file_feeds_the_list_and_replaces_what_it_listed_before(tmp_path
     assert third["sent"] == 5
 
 
+def test_a_broadcast_reads_the_list_once_and_applies_it_as_written(tmp_path, monkeypatch):
+    fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
+    numbers = sms_tests.numbers(6)
+    cohort = phones_cohort(tmp_path / "c.csv", numbers)
+    mine = tmp_path / "dnc.csv"
+    mine.write_text(f"phone\n+{numbers[0]}\n+{numbers[1]}\n")
+    reads = []
+    real = SuppressionList.read
+    monkeypatch.setattr(SuppressionList, "read", lambda self: reads.append(1) or real(self))
+    first = sms_tests.run(sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine)), "manual__1")
+    assert len(reads) == 1  # checked, merged and applied from one read
+    assert (
+        first["skipped_by_reason"]["suppressed"] == 2
+        and first["plan"]["respect"]["suppression"]["entries"] == 2
+    )
+    mine.write_text(f"phone\n+{numbers[1]}\n+{numbers[2]}\n")  # one off, one on: written, then applied
+    second = sms_tests.run(sms_tests.make(fake, cohort, text="Hi", suppression_path=str(mine)), "manual__2")
+    assert len(reads) == 2
+    assert second["plan"]["respect"]["suppression"]["entries"] == 2
+    assert {m["to"] for m in fake.messages if m["bulkId"] == sms_tests.bulk("manual__2")} == set(numbers) - {
+        numbers[1],
+        numbers[2],
+    }
+
+
 def test_test_sends_ignore_the_list(tmp_path):
     fake = sms_tests.FakeInfobip(str(tmp_path / "state"))
     numbers = sms_tests.numbers(3)

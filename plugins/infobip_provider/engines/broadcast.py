@@ -147,6 +147,18 @@ def message_id(bulk_id: str, phone: str) -> str:
     return hashlib.sha256(f"{bulk_id}\x1f{phone}".encode()).hexdigest()[:32]
 
 
+def message_ids(bulk_id: str, addresses: Iterable[Any]) -> list[str]:
+    """:func:`message_id` of each address in one pass (the bulk id's part of the hash is taken once)."""
+    prefix = hashlib.sha256(f"{bulk_id}\x1f".encode()).copy
+    out: list[str] = []
+    append = out.append
+    for address in addresses:
+        digest = prefix()
+        digest.update(f"{address}".encode())
+        append(digest.hexdigest()[:32])
+    return out
+
+
 class Channel(Protocol):
     """What the broadcast engine needs of a channel (SMS, email, WhatsApp)."""
 
@@ -824,15 +836,16 @@ class BroadcastOperator(CohortOperator):
             self._check_shrink(frame, rows, replace)
         else:
             with listing.state.lock("the suppression list", wait=float(self.lock_wait), log=self.log):
-                self._check_shrink(listing.read(), rows, replace)
-                added = listing.merge(rows, replace, marks)
-                frame = listing.read()
+                frame = listing.read()  # once: checked, merged, and applied as written
+                self._check_shrink(frame, rows, replace)
+                added, frame = listing.merge_into(frame, rows, replace, marks)
         suppressed = listing.addresses(self.channel_name, frame)
         if dry_run:
             suppressed |= {r[1] for r in rows if r[0] in (ANY_CHANNEL, self.channel_name)}
-        for r in recipients:
-            if r.to in suppressed:
-                plan.skip(r.message_id, SUPPRESSED)
+        if suppressed:
+            for r in recipients:
+                if r.to in suppressed:
+                    plan.skip(r.message_id, SUPPRESSED)
         plan.facts["suppression"] = {
             "applied": True,
             "uri": listing.uri,
@@ -959,17 +972,20 @@ class BroadcastOperator(CohortOperator):
     def _address_normalizers(self) -> dict[str, Callable[[Any], str | None]]:
         """The user's list's normalisers by identity (``email``, ``phone``), whatever the channel;
         national numbers take the operator's ``default_region`` when it has one."""
-        from infobip_provider.cohorts import normalize_email, normalize_phone
+        from infobip_provider.cohorts.identities import normalize_email, phone_normalizer
 
         region = as_text(getattr(self, "default_region", None))
+        try:  # one caching normaliser for the whole list (an unknown region reads no number)
+            normalizer: Callable[[Any], str | None] | None = phone_normalizer(
+                region.upper() if region else region
+            )
+        except ValueError:
+            normalizer = None
 
         def phone(value: Any) -> str | None:
-            if value is None:
+            if value is None or normalizer is None:
                 return None
-            try:
-                return normalize_phone(str(value), region)
-            except ValueError:
-                return None
+            return normalizer(str(value))
 
         return {"email": lambda v: normalize_email(str(v)) if v is not None else None, "phone": phone}
 
@@ -1007,10 +1023,12 @@ class BroadcastOperator(CohortOperator):
             channel=self.channel_name,
             since=now.timestamp() - cap.hours * 3600,
             exclude_bulk=bulk_id,
+            message_ids=message_ids,
         )
-        for r in candidates:
-            if counts.get(r.to, 0) >= cap.count:
-                plan.skip(r.message_id, FREQUENCY_CAP)
+        if counts:
+            for r in candidates:
+                if counts.get(r.to, 0) >= cap.count:
+                    plan.skip(r.message_id, FREQUENCY_CAP)
         plan.facts["frequency_cap"] = {
             "count": cap.count,
             "hours": cap.hours,
@@ -1049,15 +1067,16 @@ class BroadcastOperator(CohortOperator):
         windows = windows_for_zones(quiet, zones, at, self._validity())
         plan.quiet, plan.at, plan.windows = quiet, at.isoformat(timespec="minutes"), windows
         plan.zone_sources.update(resolver.counts)
-        for r, zone in zip(recipients, zones):
-            window = windows[zone]
-            if self.takes_windows:
-                plan.group_of[r.message_id] = window.key
-                plan.zone_members[zone] += 1
-            elif window.open_now or r.message_id in settled:
-                plan.zone_members[zone] += 1
-            else:
-                plan.skip(r.message_id, QUIET_HOURS)
+        if self.takes_windows:  # each zone's group key is worked out once, not per member
+            key_of = {zone: window.key for zone, window in windows.items()}
+            plan.group_of.update(zip([r.message_id for r in recipients], map(key_of.__getitem__, zones)))
+            plan.zone_members.update(zones)
+        else:
+            for r, zone in zip(recipients, zones):
+                if windows[zone].open_now or r.message_id in settled:
+                    plan.zone_members[zone] += 1
+                else:
+                    plan.skip(r.message_id, QUIET_HOURS)
         if not self.takes_windows and plan.skipped[QUIET_HOURS]:
             plan.notes.append(
                 f"{plan.skipped[QUIET_HOURS]} members are in their quiet hours now and this channel has no "
@@ -1122,9 +1141,11 @@ class BroadcastOperator(CohortOperator):
 
         members = prepared.members
         rows: dict[str, Any] = {}
-        if members is not None and not members.empty and self.identity in members:
-            rows = dict(zip(members[self.identity].tolist(), members["row"].tolist()))
         skipped = [r for r in recipients if r.message_id in plan.skipped_ids]
+        if members is not None and not members.empty and self.identity in members:
+            # the rows of the skipped members only (isin is one vectorised pass over the members)
+            mine = members.loc[members[self.identity].isin({r.to for r in skipped}), [self.identity, "row"]]
+            rows = dict(zip(mine[self.identity].tolist(), mine["row"].tolist()))
         frame = pd.DataFrame(
             {
                 "row": [rows.get(r.to) for r in skipped],

@@ -7,7 +7,7 @@ template, Infobip's SMS options, the segment plan and its words.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,7 @@ from infobip_provider.values import as_number, as_text
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from infobip_provider.sms import Recipient, SmsOptions
+    from infobip_provider.sms import MessageTemplate, Recipient, SmsOptions
 
 __all__ = [
     "LOG_QUERY_IDS",
@@ -202,7 +202,7 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
             test=bool(test_numbers),
         )
         summary.update(result)
-        summary["segments"] = sum(counts[r.message_id] for r in recipients if r.message_id in run.ledger.sent)
+        summary["segments"] = sum(counts[r.text] for r in recipients if r.message_id in run.ledger.sent)
         if options.include_sms_count:
             summary["segments_reported"] = run.ledger.reported_segments
         if price is not None:
@@ -259,10 +259,10 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
         max_segments: Any,
         respect: Any,
     ) -> dict[str, Any]:
-        from infobip_provider.sms import plan_batches
+        from infobip_provider.sms import count_batches
 
         summary["requests_planned"] = respect.count_requests(
-            recipients, lambda some: len(plan_batches(some, batch_size))
+            recipients, lambda some: count_batches(len(some), batch_size)
         )
         self.log.info(
             "Dry run, nothing sent: it would take %d requests. Turn dry_run off to send.",
@@ -286,20 +286,23 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
         if members.empty:
             return []
         available = self.columns_of(prepared)
-        columns = {name: members[available[name]].tolist() for name in template.fields}
-        return template.render_columns(columns, len(members))
+        columns = {name: members[available[name]].to_numpy(dtype=object) for name in template.fields}
+        return render_texts(template, columns, len(members))
 
     def _recipients(self, bulk_id: str, phones: list[str], texts: list[str]) -> tuple[list[Recipient], int]:
-        from infobip_provider.engines.broadcast import message_id
+        """A recipient per number whose text is not blank (each distinct text is looked at once)."""
+        from itertools import compress
+
+        from infobip_provider.engines.broadcast import message_ids
         from infobip_provider.sms import Recipient
 
-        recipients = []
+        blank = {text: not text.strip() for text in set(texts)}
         empty = 0
-        for phone, text in zip(phones, texts):
-            if not text.strip():
-                empty += 1
-                continue
-            recipients.append(Recipient(message_id(bulk_id, phone), phone, text))
+        if any(blank.values()):
+            keep = [not blank[text] for text in texts]
+            empty = len(keep) - sum(keep)
+            phones, texts = list(compress(phones, keep)), list(compress(texts, keep))
+        recipients = list(map(Recipient._make, zip(message_ids(bulk_id, phones), phones, texts)))
         if empty:
             self.log.warning("%d recipients skipped: their message renders empty", empty)
         return recipients, empty
@@ -308,15 +311,64 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
     def _segment_plan(
         recipients: Sequence[Recipient], max_segments: int | None, options: SmsOptions
     ) -> tuple[Any, dict[str, int]]:
+        """The segment plan of the recipients' messages, counted once per distinct text (in the order
+        of their first recipient), and each text's segments."""
+        from collections import Counter
+
         from infobip_provider.sms import SegmentPlan, count_segments
 
         plan = SegmentPlan()
-        cache: dict[str, Any] = {}
-        per_id: dict[str, int] = {}
-        for r in recipients:
-            count = cache.get(r.text)
-            if count is None:
-                count = cache[r.text] = count_segments(r.text)
-            plan.add(count, max_segments)
-            per_id[r.message_id] = count.segments
-        return plan, per_id
+        per_text: dict[str, int] = {}
+        for text, messages in Counter(r.text for r in recipients).items():
+            count = count_segments(text)
+            plan.add(count, max_segments, messages)
+            per_text[text] = count.segments
+        return plan, per_text
+
+
+def _field_texts(values: Any) -> tuple[Any, list[str]]:
+    """Each row's code among a column's distinct texts (``-1``: missing), and those texts as a message
+    shows them (:func:`~infobip_provider.options.cell_text`; the last one, code ``-1``, is empty).
+
+    Text cells (and None or NaN) are told apart by value; a column with other cells (numbers, whose
+    equal values may show differently: ``1``, ``1.0``, ``True``) is shown cell by cell first.
+    """
+    import numpy as np
+    import pandas as pd
+
+    from infobip_provider.options import cell_text
+
+    values = np.asarray(values, dtype=object)
+    codes, uniques = pd.factorize(values)
+    kinds = set(map(type, values))
+    if not kinds <= {str, type(None), float} or not all(type(u) is str for u in uniques):
+        shown = np.empty(len(values), dtype=object)
+        shown[:] = [cell_text(v) for v in values]
+        codes, uniques = pd.factorize(shown)
+    return codes, [*uniques.tolist(), ""]
+
+
+def render_texts(template: MessageTemplate, columns: Mapping[str, Any], rows: int) -> list[str]:
+    """``template.render_columns(columns, rows)``, worked out once per distinct combination of the
+    fields' values: rows with the same values share one text object (a million members with a few
+    thousand distinct first names and plans render a few thousand texts)."""
+    import numpy as np
+    import pandas as pd
+
+    literals = template.parts[0::2]
+    if len(literals) == 1:
+        return [literals[0]] * rows
+    fields = template.fields
+    coded = {name: _field_texts(columns[name]) for name in fields}
+    combination = np.zeros(rows, dtype=np.int64)
+    for name in fields:
+        codes, texts = coded[name]
+        combination = combination * len(texts) + (codes + 1)  # below rows * (distinct + 1)
+        combination = pd.factorize(combination)[0]
+    first = np.unique(combination, return_index=True)[1]  # a row of each combination, in code order
+    values = {
+        name: np.asarray(texts, dtype=object)[codes[first]].tolist() for name, (codes, texts) in coded.items()
+    }
+    rendered = np.empty(len(first), dtype=object)
+    rendered[:] = template.render_columns(values, len(first))
+    return rendered[combination].tolist()

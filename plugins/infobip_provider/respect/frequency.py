@@ -2,18 +2,18 @@
 within ``hours``, read from the broadcasts' ledgers in the account's state store.
 
 A ledger (a broadcast's ``journal.jsonl``) names messages by id only, never by address; a message id
-is a hash of the bulk id and the address (:func:`infobip_provider.engines.broadcast.message_id`), so
-the cap recomputes each member's id in every recent broadcast of the channel and looks it up among
-the messages Infobip accepted (answered, or found in its logs) since the cap's start. The broadcast
-being sent (its own bulk id) and sends to test recipients never count. A broadcast recorded before
-ledgers named their channel counts for every channel (the cap errs on the recipient's side).
+is a hash of the bulk id and the address (the engine's own
+:func:`~infobip_provider.engines.broadcast.message_ids` computes them), so the cap recomputes each
+member's id in every recent broadcast of the channel and looks it up among the messages Infobip
+accepted (answered, or found in its logs) since the cap's start. The broadcast being sent (its own
+bulk id) and sends to test recipients never count. A broadcast recorded before ledgers named their
+channel counts for every channel (the cap errs on the recipient's side).
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,11 +79,6 @@ def accepted_since(records: Iterable[Mapping[str, Any]], since: float) -> set[st
     return accepted
 
 
-def _message_id(bulk_id: str, address: str) -> str:
-    # the engine's message_id (kept here so this module imports nothing from the engine)
-    return hashlib.sha256(f"{bulk_id}\x1f{address}".encode()).hexdigest()[:32]
-
-
 @dataclass(frozen=True)
 class LedgerView:
     """What the cap needs of one broadcast: its bulk id, channel (None: unknown), whether it went to
@@ -102,9 +97,18 @@ def recent_counts(
     channel: str,
     since: float,
     exclude_bulk: str,
+    message_ids: Callable[[str, Sequence[str]], Sequence[str]] | None = None,
 ) -> tuple[Counter[str], int]:
     """Messages each address got from the ``ledgers`` of ``channel`` since ``since``; and how many
-    broadcasts had any in that time."""
+    broadcasts had any in that time.
+
+    :param message_ids: each address's message id in a bulk (default: the broadcast engine's
+        :func:`~infobip_provider.engines.broadcast.message_ids`, the ids its ledgers hold).
+    """
+    if message_ids is None:
+        from infobip_provider.engines.broadcast import message_ids as engine_ids
+
+        message_ids = engine_ids
     counts: Counter[str] = Counter()
     broadcasts = 0
     for ledger in ledgers:
@@ -116,7 +120,9 @@ def recent_counts(
         if not accepted:
             continue
         broadcasts += 1
-        for address in addresses:
-            if _message_id(ledger.bulk_id, address) in accepted:
-                counts[address] += 1
+        counts.update(
+            address
+            for address, mid in zip(addresses, message_ids(ledger.bulk_id, addresses))
+            if mid in accepted
+        )
     return counts, broadcasts

@@ -73,9 +73,15 @@ class RespectPlan:
         """Requests the recipients take when each group goes in its own requests."""
         if not self.group_of:
             return requests(recipients)
+        keys = [self.group_of[r.message_id] for r in recipients]
+        if len(set(keys)) == 1:  # one group (one window for everyone): no need to split them
+            return requests(recipients)
         by_group: dict[tuple[str, str], list[Any]] = {}
-        for r in recipients:
-            by_group.setdefault(self.group_of[r.message_id], []).append(r)
+        for r, key in zip(recipients, keys):
+            members = by_group.get(key)
+            if members is None:
+                members = by_group[key] = []
+            members.append(r)
         return sum(requests(members) for members in by_group.values())
 
     def as_dict(self) -> dict[str, Any]:

@@ -446,19 +446,25 @@ class ZoneResolver:
         """Each member's zone: the ``column`` value, else the phone's, else the default."""
         from_column = self._column_zones(column, count)
         by_phone = self._phone_zones(phones, from_column, count)
-        out = []
-        for i in range(count):
-            zone = from_column[i]
-            if zone is not None:
-                self.counts["column"] += 1
-            else:
-                zone = by_phone[i]
-                if zone is not None:
-                    self.counts["phone"] += 1
-                else:
-                    zone = self.default
-                    self.counts["default"] += 1
-            out.append(zone)
+        default = self.default
+        out = [
+            zone if zone is not None else phone if phone is not None else default
+            for zone, phone in zip(from_column, by_phone)
+        ]
+        named = len(from_column) - from_column.count(None)
+        if named:
+            numbered = sum(
+                1 for zone, phone in zip(from_column, by_phone) if zone is None and phone is not None
+            )
+        else:
+            numbered = len(by_phone) - by_phone.count(None)
+        for source, members in (
+            ("column", named),
+            ("phone", numbered),
+            ("default", len(out) - named - numbered),
+        ):
+            if members:
+                self.counts[source] += members
         return out
 
     def _column_zones(self, column: Sequence[Any] | None, count: int) -> list[str | None]:
@@ -481,44 +487,32 @@ class ZoneResolver:
         self, phones: Sequence[Any] | None, taken: list[str | None], count: int
     ) -> list[str | None]:
         """Each number's zone, looked up once per *prefix key* of ``phonenumbers``' time-zone data (the
-        longest key the number starts with, found for all numbers at once per key length)."""
+        longest key the number starts with). Keys are at most :data:`PHONE_PREFIX_DIGITS` digits long,
+        so a number's first digits decide its key: the key is found once per distinct head."""
         if phones is None:
             return [None] * count
-        import pandas as pd
-
-        digits = pd.Series(
-            [
-                None if taken[i] is not None else (str(p or "").lstrip("+") or None)
-                for i, p in enumerate(phones)
-            ],
-            dtype=object,
-        )
-        digits = digits.where(digits.str.isdigit().fillna(False).astype(bool), None)
-        keys = pd.Series(None, index=digits.index, dtype=object)
-        pending = digits.notna()
-        for length in range(PHONE_PREFIX_DIGITS, 0, -1):
-            if not pending.any():
-                break
-            cut = digits[pending].str[:length]
-            hit = cut.isin(_keys_of_length(length))
-            keys[hit[hit].index] = cut[hit]
-            pending[hit[hit].index] = False
-        found: dict[str, tuple[str | None, bool]] = {}
-        firsts = keys.dropna().drop_duplicates()
-        for index, key in firsts.items():
-            if key not in self._by_prefix:
-                self._by_prefix[key] = self._lookup_key(key, str(digits[index]))
-            found[key] = self._by_prefix[key]
-        out: list[str | None] = []
-        for key in keys.tolist():
-            if not isinstance(key, str):
-                out.append(None)
+        numbers = [
+            None if zone is not None else (str(p or "").lstrip("+") or None) for p, zone in zip(phones, taken)
+        ]
+        heads = [n[:PHONE_PREFIX_DIGITS] if n is not None and n.isdigit() else None for n in numbers]
+        first: dict[str, int] = {}  # head -> its first row, in row order
+        for row, head in enumerate(heads):
+            if head is not None and head not in first:
+                first[head] = row
+        lengths = range(PHONE_PREFIX_DIGITS, 0, -1)
+        by_head: dict[str | None, tuple[str | None, bool]] = {}
+        for head, row in first.items():
+            key = next((head[:n] for n in lengths if head[:n] in _keys_of_length(n)), None)
+            if key is None:
                 continue
-            zone, ambiguous = found[key]
-            if ambiguous:
-                self.counts["ambiguous"] += 1
-            out.append(zone)
-        return out
+            if key not in self._by_prefix:  # its first number, as the first row of the key has it
+                self._by_prefix[key] = self._lookup_key(key, str(numbers[row]))
+            by_head[head] = self._by_prefix[key]
+        ambiguous = {head for head, (_zone, unsure) in by_head.items() if unsure}
+        if ambiguous:
+            self.counts["ambiguous"] += sum(1 for head in heads if head in ambiguous)
+        zone_of = {head: zone for head, (zone, _unsure) in by_head.items()}
+        return [zone_of.get(head) for head in heads]
 
     def _lookup_key(self, key: str, number: str) -> tuple[str | None, bool]:
         """The zone of the numbers whose longest prefix key is ``key``, and whether it was ambiguous."""

@@ -108,9 +108,19 @@ class SuppressionList:
     ) -> int:
         """Add ``rows`` (one per channel and address: the first reason stays), dropping earlier rows of
         ``replace_sources`` first; returns how many rows are new."""
+        return self.merge_into(self.read(), rows, replace_sources, marks)[0]
+
+    def merge_into(
+        self,
+        current: pd.DataFrame,
+        rows: Sequence[Row],
+        replace_sources: Iterable[str] = (),
+        marks: dict[str, str] | None = None,
+    ) -> tuple[int, pd.DataFrame]:
+        """:meth:`merge` onto ``current``, the list as just :meth:`read` (under the caller's lock, so
+        the file is read once); returns how many rows are new and the list as written."""
         import pandas as pd
 
-        current = self.read()
         before = len(current)
         replaced = set(replace_sources)
         if replaced and len(current):
@@ -126,13 +136,13 @@ class SuppressionList:
                 known.add(key)
                 fresh.append(row)
         if fresh or len(current) != before:
-            frame = pd.concat(
+            current = pd.concat(
                 [current, pd.DataFrame(fresh, columns=list(COLUMNS), dtype=object)], ignore_index=True
             )
-            self.write(frame)
+            self.write(current)
         if marks:
             self.state.write_json(SOURCES, {**self.marks(), **marks})
-        return len(fresh)
+        return len(fresh), current.reset_index(drop=True)
 
     def addresses(self, channel: str, frame: pd.DataFrame | None = None) -> set[str]:
         """The addresses suppressed on ``channel`` (its own rows and those for every channel)."""
