@@ -230,6 +230,21 @@ def test_fold_edge_cases_match_the_per_person_fold() -> None:
             [make_ref("PHONE", "222", "h1", "222")],
         ),
         ([(["EMAIL\tc@x.com"], {})], [(["EMAIL\tc@x.com\th9"], {})], [], [], ["PHONE\t333"]),
+        # one person named twice by one kind of batch: the refs apply one after the other
+        (
+            [([make_ref("EMAIL", "u@x.com", "h1", "1"), make_ref("PHONE", "u@x.com", "h2", "2")], {})],
+            [([make_ref("EMAIL", "n@x.com", "h", "111"), make_ref("PHONE", "n@x.com", "h", "222")], {})],
+            [],
+            [],
+            [make_ref("PHONE", "d@x.com", "", "5"), make_ref("EMAIL", "d@x.com", "", "6")],
+        ),
+        (
+            [],
+            [([make_ref("PHONE", "a@x.com", "h", "7"), make_ref("EMAIL", "a@x.com", "h", "8")], {})],
+            [],
+            [],
+            [],
+        ),
     ]
     for args in cases:
         copy = {

@@ -27,7 +27,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Iterable, Iterator, Mapping, MutableMapping
+from collections.abc import Iterable, Iterator, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import TYPE_CHECKING, Any
@@ -882,9 +882,9 @@ def snapshot_to_frame(snapshot: Mapping[str, Confirmed]) -> pd.DataFrame:
 
 def fold_people(
     snapshot: Mapping[str, Confirmed],
-    upserted: Iterable[tuple[list[str], dict[str, str]]] = (),
-    tagged: Iterable[tuple[list[str], dict[str, str]]] = (),
-    untagged: Iterable[tuple[list[str], dict[str, str]]] = (),
+    upserted: Iterable[tuple[Sequence[str], Mapping[str, str]]] = (),
+    tagged: Iterable[tuple[Sequence[str], Mapping[str, str]]] = (),
+    untagged: Iterable[tuple[Sequence[str], Mapping[str, str]]] = (),
     unanswered_upserts: Iterable[str] = (),
     unanswered_tags: Iterable[str] = (),
 ) -> Snapshot:
@@ -895,76 +895,176 @@ def fold_people(
     Then the refs of unanswered batches: an upserted person's hash is forgotten (upserted again,
     whatever its fields are next time); a tagged or untagged person becomes ``uncertain``.
 
-    Only the people the batches name are looked at one by one; everybody else stays in the table's
-    columns as they are.
+    Column-wise: each kind of batch is one Arrow table of refs, found in the snapshot by hash lookups
+    and written into its columns; a person named twice by one kind takes what applying the refs one
+    after the other would give (the last ref's fields, the first ref's phone for a person new to it).
     """
+    table = Snapshot.of(snapshot).table
+    table = _fold_upserts(table, _refs_table(_acked(upserted)))
+    table = _fold_tags(table, _refs_table(_acked(tagged)), uncertain=False)
+    untag = _refs_table(_acked(untagged))
+    if untag.num_rows:
+        import pyarrow.compute as pc
 
-    from infobip_provider.engines.broadcast import paused_gc
-
-    with paused_gc():  # a first run folds a million refs: many small acyclic objects
-        return _fold(Snapshot.of(snapshot), upserted, tagged, untagged, unanswered_upserts, unanswered_tags)
-
-
-def _fold(
-    base: Snapshot,
-    upserted: Iterable[tuple[list[str], dict[str, str]]],
-    tagged: Iterable[tuple[list[str], dict[str, str]]],
-    untagged: Iterable[tuple[list[str], dict[str, str]]],
-    unanswered_upserts: Iterable[str],
-    unanswered_tags: Iterable[str],
-) -> Snapshot:
-    def parsed(batches: Iterable[tuple[list[str], dict[str, str]]]) -> list[tuple[str, str, str, str | None]]:
-        return [parse_ref(ref) for refs, refused in batches for ref in refs if ref not in refused]
-
-    ups, tags, untags = parsed(upserted), parsed(tagged), parsed(untagged)
-    lost_ups, doubts = [parse_ref(r) for r in unanswered_upserts], [parse_ref(r) for r in unanswered_tags]
-    named = {key for group in (ups, tags, untags, lost_ups, doubts) for _, key, _, _ in group}
-    # before: the confirmed state of the people named, as [key_type, fields_hash, tagged, phone, uncertain]
-    out: dict[str, list[Any] | None] = _rows_of(base, named)
-    get = out.get
-    for key_type, key, digest, phone in ups:
-        before = get(key)
-        out[key] = [key_type, digest, bool(before and before[2]), phone, bool(before and before[4])]
-    for key_type, key, _, phone in tags:
-        before = get(key)
-        # A tag acknowledged for a person the snapshot lost: keep the tag, re-send the fields next run.
-        out[key] = [key_type, before[1] if before else "", True, before[3] if before else phone, False]
-    for _, key, _, _ in untags:
-        out[key] = None
-    for _, key, _, _ in lost_ups:
-        # A person not in the snapshot is upserted next time anyway (and was not tagged meanwhile:
-        # a tag-add follows its upsert's acknowledgement).
-        before = get(key)
-        if before is not None:
-            before[1] = ""
-    for key_type, key, _, phone in doubts:
-        before = get(key)
-        out[key] = [
-            before[0] if before else key_type,
-            before[1] if before else "",
-            False,
-            before[3] if before else phone,
-            True,
-        ]
-    return Snapshot(_apply_changes(base.table, out))
+        table = table.filter(pc.invert(pc.is_in(table.column("key"), value_set=untag.column("key"))))
+    table = _fold_lost_upserts(table, _refs_table(list(unanswered_upserts)))
+    table = _fold_tags(table, _refs_table(list(unanswered_tags)), uncertain=True)
+    return Snapshot(table)
 
 
-def _rows_of(snapshot: Snapshot, keys: set[str]) -> dict[str, list[Any] | None]:
-    """The snapshot's rows of the people of ``keys``: ``[key_type, fields_hash, tagged, phone, uncertain]``."""
+def _acked(batches: Iterable[tuple[Sequence[str], Mapping[str, str]]]) -> list[str]:
+    return [ref for refs, refused in batches for ref in refs if ref not in refused]
+
+
+def _refs_table(refs: list[str]) -> pa.Table:
+    """Refs (:func:`make_ref`) as columns ``key_type``, ``key``, ``digest``, ``phone`` (null when empty)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    table = snapshot.table
-    if not keys or not table.num_rows:
-        return {}
-    rows = table.filter(pc.is_in(table.column("key"), value_set=pa.array(list(keys), pa.string())))
+    names = ["key_type", "key", "digest", "phone"]
+    if not refs:
+        return pa.table({n: pa.array([], pa.string()) for n in names})
+    text = pa.array(refs, pa.string())
+    parts = pc.split_pattern(text, "\t")
+    if pc.all(pc.equal(pc.list_value_length(parts), 4)).as_py():
+        columns = [pc.list_element(parts, i) for i in range(4)]
+    else:  # refs of another shape (older journals): as parse_ref reads them
+        rows = [parse_ref(ref) for ref in refs]
+        columns = [pa.array([r[i] for r in rows], pa.string()) for i in range(4)]
+    columns[3] = pc.if_else(pc.equal(columns[3], ""), pa.scalar(None, pa.string()), columns[3])
+    return pa.table(dict(zip(names, columns)))
+
+
+def _once(refs: pa.Table, keep: str) -> pa.Table:
+    """One row per key: its ``first`` or ``last`` ref."""
+    import numpy as np
+    import pyarrow as pa
+
+    from infobip_provider.cohorts.columnar import first_rows
+
+    n = refs.num_rows
+    keys = refs.column("key")
+    if keep == "last":
+        backwards = pa.array(np.arange(n - 1, -1, -1), pa.int64())
+        first = first_rows(keys.take(backwards))
+        chosen = np.sort(n - 1 - np.flatnonzero(first == np.arange(n)))
+    else:
+        first = first_rows(keys)
+        chosen = np.flatnonzero(first == np.arange(n))
+    return refs if len(chosen) == n else refs.take(pa.array(chosen, pa.int64()))
+
+
+def _scatter(table: pa.Table, refs: pa.Table, updates: dict[str, Any]) -> tuple[pa.Table, np.ndarray]:
+    """Write ``updates`` (column → the refs' own column, or a constant) into the rows of ``table``
+    whose key a ref names; return the table and, per ref, its row (-1: not in the table)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from infobip_provider.cohorts.columnar import positions
+
+    where = positions(refs.column("key"), table.column("key"))
+    found = np.flatnonzero(where >= 0)
+    if len(found):
+        source = np.full(table.num_rows, -1, dtype=np.int64)
+        source[where[found]] = found
+        hit = pa.array(source >= 0)
+        picks = pa.array(np.maximum(source, 0), pa.int64())
+        for name, value in updates.items():
+            column = table.schema.get_field_index(name)
+            new = value.take(picks) if isinstance(value, (pa.Array, pa.ChunkedArray)) else value
+            table = table.set_column(column, name, pc.if_else(hit, new, table.column(name)))
+    return table, where
+
+
+def _append(table: pa.Table, rows: dict[str, Any], n: int) -> pa.Table:
+    """``table`` with ``n`` new rows (each column: an array, or a constant for every row)."""
+    import pyarrow as pa
+
+    if not n:
+        return table
+    schema = snapshot_schema()
     columns = [
-        rows.column(n).to_pylist() for n in ("key_type", "fields_hash", "tagged", "phone", "uncertain")
+        rows[f.name]
+        if isinstance(rows[f.name], (pa.Array, pa.ChunkedArray))
+        else pa.array([rows[f.name]] * n, f.type)
+        for f in schema
     ]
-    return {
-        k: [t, h or "", bool(g), p, bool(u)]
-        for k, t, h, g, p, u in zip(rows.column("key").to_pylist(), *columns)
-    }
+    return pa.concat_tables([table, pa.Table.from_arrays(columns, schema=schema)]).combine_chunks()
+
+
+def _fold_upserts(table: pa.Table, refs: pa.Table) -> pa.Table:
+    """Acknowledged upserts: the last ref's type, digest and phone; the tag as it was."""
+    import pyarrow as pa
+
+    if not refs.num_rows:
+        return table
+    refs = _once(refs, "last")
+    table, where = _scatter(
+        table,
+        refs,
+        {
+            "key_type": refs.column("key_type"),
+            "fields_hash": refs.column("digest"),
+            "phone": refs.column("phone"),
+        },
+    )
+    new = refs.filter(pa.array(where < 0))
+    return _append(
+        table,
+        {
+            "key": new.column("key"),
+            "key_type": new.column("key_type"),
+            "fields_hash": new.column("digest"),
+            "tagged": False,
+            "phone": new.column("phone"),
+            "uncertain": False,
+        },
+        new.num_rows,
+    )
+
+
+def _fold_tags(table: pa.Table, refs: pa.Table, *, uncertain: bool) -> pa.Table:
+    """Acknowledged tags (tagged, no doubt; the last ref's type) or unanswered tags and untags (in
+    doubt, the type on record); a person new to the snapshot gets the first ref's phone (and type,
+    when in doubt)."""
+    import pyarrow as pa
+
+    from infobip_provider.cohorts.columnar import positions
+
+    if not refs.num_rows:
+        return table
+    first = _once(refs, "first")
+    kinds = first.column("key_type")
+    updates: dict[str, Any] = {"tagged": pa.scalar(not uncertain), "uncertain": pa.scalar(uncertain)}
+    if not uncertain:
+        last = _once(refs, "last")
+        kinds = last.column("key_type").take(pa.array(positions(first.column("key"), last.column("key"))))
+        updates["key_type"] = kinds
+    table, where = _scatter(table, first, updates)
+    new = pa.array(where < 0)
+    return _append(
+        table,
+        {
+            "key": first.column("key").filter(new),
+            "key_type": kinds.filter(new),
+            "fields_hash": "",
+            "tagged": not uncertain,
+            "phone": first.column("phone").filter(new),
+            "uncertain": uncertain,
+        },
+        int((where < 0).sum()),
+    )
+
+
+def _fold_lost_upserts(table: pa.Table, refs: pa.Table) -> pa.Table:
+    """Unanswered upserts: the digest is forgotten (sent again next time, whatever the fields)."""
+    import pyarrow as pa
+
+    if not refs.num_rows:
+        return table
+    table, _ = _scatter(table, _once(refs, "first"), {"fields_hash": pa.scalar("")})
+    return table
 
 
 def fold_recovery(snapshot: Mapping[str, Confirmed], recovery: Recovery) -> Snapshot:

@@ -442,3 +442,29 @@ def test_a_404_on_an_upsert_fails_the_task_instead_of_tagging_everyone_again(fak
     with pytest.raises(InfobipNotFoundError):
         run(write_cohort(tmp_path / "c.csv", rows))
     assert calls("tags.create") == [] and calls("tags.add") == []
+
+
+def test_the_snapshot_folded_from_the_plan_is_the_one_the_journal_gives(fake, tmp_path, monkeypatch):
+    """A run whose every batch was answered folds its plan; the same runs folding the journal instead
+    leave the same snapshot (new, changed, refused, unchanged-but-untagged people and leavers)."""
+    first = people(6)
+    second = people(5, start=2)
+    second[0]["first_name"], second[1]["first_name"] = "Changed", "Refused"
+    second.append({"email": "", "phone": "+12025550143", "first_name": "Bo", "plan": "team"})
+
+    def runs() -> pd.DataFrame:
+        run(write_cohort(tmp_path / "c.csv", first))
+        run(write_cohort(tmp_path / "c.csv", second))
+        return snapshot(tmp_path).sort_values("key").reset_index(drop=True)
+
+    from_plan = runs()
+    FakeHook.reset(str(tmp_path / "state"))
+    import shutil
+
+    shutil.rmtree(tmp_path / "state")
+    monkeypatch.setattr(PeopleImportOperator, "fold_answered", lambda self, snapshot, plan, lanes: None)
+    from_journal = runs()
+    pd.testing.assert_frame_equal(from_plan, from_journal)
+    # p0 and p1 left (untagged, forgotten); p3 was refused (what Infobip confirmed before stays)
+    assert sorted(from_plan["key"]) == ["12025550143", *(f"p{i}@example.com" for i in range(2, 7))]
+    assert from_plan["tagged"].all()

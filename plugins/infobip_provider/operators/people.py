@@ -22,6 +22,7 @@ from infobip_provider.people import (
     build_people,
     confirmed_tagged,
     default_tag_name,
+    fold_people,
     fold_recovery,
     parse_field_map,
     plan_people,
@@ -196,6 +197,18 @@ class PeopleImportOperator(SyncOperator[Snapshot, BuiltPeople, PeoplePlan]):
 
     def fold(self, snapshot: Snapshot, recovery: Recovery) -> Snapshot:
         return fold_recovery(snapshot, recovery)
+
+    def fold_answered(self, snapshot: Snapshot, plan: PeoplePlan, lanes: list[Lane]) -> Snapshot:
+        """Every batch was answered: the plan says what was sent (the journal need not be read back)."""
+        refused = {lane.name: lane.refused for lane in lanes}
+        upsert_refused = refused.get("upsert", {})
+        fed = [r for r in plan.upserts if r in plan.tag_after_upsert and r not in upsert_refused]
+        return fold_people(
+            snapshot,
+            [(plan.upserts, upsert_refused)],
+            [([*plan.tag_now, *fed], refused.get("tag", {}))],
+            [(plan.untags, refused.get("untag", {}))],
+        )
 
     def confirmed(self, snapshot: Snapshot) -> int:
         return confirmed_tagged(snapshot)
