@@ -33,6 +33,11 @@ PUSH_CHANNELS = ("sms", "email", "whatsapp")
 PUSH_PREFIX = "push-"
 #: The bulk folder of WhatsApp reports that name no bulk (text messages have none).
 NO_BULK = "-"
+#: How long the per-bulk index keeps a WhatsApp report for the broadcast that waits on it: a member
+#: whose report has not come in 30 days stays unconfirmed (and is never sent again by itself).
+BULK_REPORTS_KEPT_DAYS = 30
+#: How the folders of :func:`bulk_reports` begin (``slug("whatsapp bulk <id>")``).
+_BULK_FOLDERS = "whatsapp-bulk-"
 
 
 def inbox(store: StateStore, scope: str, kind: str, channel: str) -> TargetState:
@@ -43,6 +48,32 @@ def inbox(store: StateStore, scope: str, kind: str, channel: str) -> TargetState
 def bulk_reports(store: StateStore, scope: str, bulk_id: str | None) -> TargetState:
     """The folder of WhatsApp delivery reports that arrived for ``bulk_id``."""
     return store.target(scope, PUSHES, f"whatsapp bulk {bulk_id or NO_BULK}")
+
+
+def prune_bulk_reports(
+    store: StateStore, scope: str, *, keep_days: float = BULK_REPORTS_KEPT_DAYS, now: float | None = None
+) -> int:
+    """Delete the WhatsApp report index files that arrived more than ``keep_days`` ago (the arrival
+    time is in each file's name) and the bulk folders left empty; the number of files deleted. The
+    inboxes are not touched: the reports task empties them as it collects."""
+    folder = store.root / scope / PUSHES
+    if not folder.exists():
+        return 0
+    cutoff_ns = int(((time.time() if now is None else now) - keep_days * 86400) * 1e9)
+    deleted = 0
+    for bulk in folder.iterdir():
+        if not bulk.name.startswith(_BULK_FOLDERS) or not bulk.is_dir():
+            continue
+        state = TargetState(bulk)
+        names = push_names(state)
+        for name in names:
+            arrived = name[len(PUSH_PREFIX) :].split("-", 1)[0]
+            if arrived.isdigit() and int(arrived) < cutoff_ns:
+                state.delete(name)
+                deleted += 1
+        if names and not any(bulk.iterdir()):
+            bulk.rmdir()
+    return deleted
 
 
 def push_name() -> str:

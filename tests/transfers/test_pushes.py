@@ -66,6 +66,7 @@ def test_pushed_whatsapp_and_sms_reports_reach_the_table_once(sandbox, pushing_c
     )
     summary = run_operator(operator)["channels"]["whatsapp"]
     assert summary["pages"] == 0 and summary["pushes"] == 6 and summary["rows"] == 1210
+    assert summary["pruned_reports"] == 0  # the broadcasts' index keeps 30 days of reports
     assert summary["asset"].endswith("/reports/whatsapp")
     rows = records(
         warehouse["conn_id"],

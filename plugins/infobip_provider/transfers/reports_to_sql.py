@@ -251,6 +251,11 @@ class _LandedPagesToSqlOperator(BaseOperator):
                     break
             self._count(inserter.wait(), tally, outcome)
         outcome.update(self._take_pushes(hook, channel, state, table, tally, page_size, max_pages))
+        if self.kind == "reports" and channel == "whatsapp":  # the broadcasts' index of arrived reports
+            from infobip_provider.pushes import prune_bulk_reports
+            from infobip_provider.state import StateStore
+
+            outcome["pruned_reports"] = prune_bulk_reports(StateStore(hook.state_uri), hook.state_scope)
         outcome["rows"] += outcome["pushed_rows"]
         outcome["by_class"] = dict(sorted(tally.items()))
         outcome["seconds"] = round(time.monotonic() - started, 3)
