@@ -11,12 +11,14 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infobip_provider.engines.broadcast import message_id, message_ids
+from infobip_provider.engines.broadcast import _rows_of, message_id, message_ids
 from infobip_provider.operators.sms import SmsBroadcastOperator, render_texts
 from infobip_provider.respect.frequency import LedgerView, recent_counts
 from infobip_provider.respect.quiet_hours import ZoneResolver
@@ -89,6 +91,49 @@ def test_render_texts_equals_rendering_row_by_row(template, rows, as_frame):
     assert got == parsed.render_columns({k: list(v) for k, v in columns.items()}, len(rows))
     assert got == [parsed.render(dict(zip("abc", r))) for r in rows]
     assert all(type(t) is str for t in got)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    template=st.sampled_from(TEMPLATES),
+    rows=st.lists(
+        st.tuples(*[st.one_of(st.none(), st.sampled_from(HOSTILE_TEXTS), st.text(max_size=8))] * 3),
+        max_size=40,
+    ),
+    kind=st.sampled_from(["string", "large_string", "chunked"]),
+)
+def test_render_texts_from_arrow_columns_equals_rendering_row_by_row(template, rows, kind):
+    """The members' Arrow columns (as ``PreparedCohort.arrow_columns`` gives them) render as their cells."""
+    parsed = MessageTemplate.parse(template)
+    cells = {name: [r[i] for r in rows] for i, name in enumerate("abc")}
+    if kind == "chunked":
+        half = len(rows) // 2
+        columns: dict[str, Any] = {
+            k: pa.chunked_array([v[:half], v[half:]], type=pa.string()) for k, v in cells.items()
+        }
+    else:
+        columns = {k: pa.array(v, type=getattr(pa, kind)()) for k, v in cells.items()}
+    got = render_texts(parsed, columns, len(rows))
+    assert got == [parsed.render(dict(zip("abc", r))) for r in rows]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    addresses=st.lists(
+        st.one_of(st.none(), st.sampled_from(["41790000001", "41790000002", "Zoë@x", ""])), max_size=30
+    ),
+    wanted=st.sets(st.sampled_from(["41790000001", "41790000002", "Zoë@x", "", "other"])),
+    kind=st.sampled_from(["list", "arrow", "chunked"]),
+)
+def test_rows_of_the_skipped_equal_the_members_rows(addresses, wanted, kind):
+    rows = np.arange(2, len(addresses) + 2, dtype=np.int64)
+    expected = {a: r for a, r in zip(addresses, rows.tolist()) if a in wanted}
+    given_addresses: Any = addresses
+    if kind == "arrow":
+        given_addresses = pa.array(addresses, type=pa.string())
+    elif kind == "chunked":
+        given_addresses = pa.chunked_array([addresses[:3], addresses[3:]], type=pa.large_string())
+    assert _rows_of(given_addresses, rows if kind != "list" else rows.tolist(), set(wanted)) == expected
 
 
 def test_rows_with_the_same_values_share_one_text():
@@ -168,7 +213,8 @@ def test_recipients_skip_blank_texts_and_keep_order_and_ids(tmp_path):
     assert (got, empty) == (expected, 3)
 
 
-def test_the_cohort_plan_equals_the_row_by_row_plan(tmp_path):
+@pytest.mark.parametrize("members_first", [False, True], ids=["arrow-columns", "members-frame-built"])
+def test_the_cohort_plan_equals_the_row_by_row_plan(tmp_path, members_first):
     """Hostile cohort rows (unicode, missing fields, invalid and duplicate numbers, blank texts): the
     recipients, their texts and ids are those of rendering each member's row."""
     cohort = tmp_path / "cohort.csv"
@@ -194,6 +240,8 @@ def test_the_cohort_plan_equals_the_row_by_row_plan(tmp_path):
     context = {"run_id": "manual__1", "ti": FakeTI(-1), "params": {}}
     template = MessageTemplate.parse(op.text)
     prepared = op._read_cohort(context, template)
+    if members_first:  # a flow built the members frame before: its columns give the same
+        assert len(prepared.members) == 8
     phones, texts = op._messages(prepared, template, [])
     recipients, empty = op._recipients("bulk", phones, texts)
 

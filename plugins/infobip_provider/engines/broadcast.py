@@ -1112,21 +1112,26 @@ class BroadcastOperator(CohortOperator):
         self, prepared: PreparedCohort, recipients: Sequence[Any]
     ) -> tuple[list[str | None] | None, list[Any] | None]:
         """Each recipient's phone number (its address on a phone channel, else the cohort's ``phone``
-        column) and ``timezone`` column value, when the cohort has one."""
-        members = prepared.members
-        if members is None or members.empty:
+        column) and ``timezone`` column value, when the cohort has one. The members frame is built
+        only when a column of it is needed (a phone channel without a time zone column needs none)."""
+        from infobip_provider.cohorts.prepare import MEMBER_COLUMNS
+
+        if not len(prepared.keys):
             return ([r.to for r in recipients] if self.identity == "phone" else None), None
+        held = {*MEMBER_COLUMNS, *prepared.columns}  # the members frame's columns
         available = cohort_columns(self.identity, self.identity, prepared.columns)
         zone_column = available.get(as_text(self.timezone_column) or "timezone")
         column = None
-        if zone_column and zone_column in members:
+        if zone_column and zone_column in held:
+            members = prepared.members
             by_address = dict(zip(members[self.identity].tolist(), members[zone_column].tolist()))
             column = [by_address.get(r.to) for r in recipients]
         if self.identity == "phone":
             return [r.to for r in recipients], column
         phone_column = available.get("phone")
-        if not phone_column or phone_column not in members:
+        if not phone_column or phone_column not in held:
             return None, column
+        members = prepared.members
         raw = dict(zip(members[self.identity].tolist(), members[phone_column].tolist()))
         phones = []
         for r in recipients:
@@ -1139,13 +1144,13 @@ class BroadcastOperator(CohortOperator):
         """Add the members the respect step skipped to the cohort's rejects, with the reason."""
         import pandas as pd
 
-        members = prepared.members
         rows: dict[str, Any] = {}
         skipped = [r for r in recipients if r.message_id in plan.skipped_ids]
-        if members is not None and not members.empty and self.identity in members:
-            # the rows of the skipped members only (isin is one vectorised pass over the members)
-            mine = members.loc[members[self.identity].isin({r.to for r in skipped}), [self.identity, "row"]]
-            rows = dict(zip(mine[self.identity].tolist(), mine["row"].tolist()))
+        if skipped and len(prepared.keys):
+            columns = prepared.arrow_columns()  # the members frame is not built for this
+            addresses, numbers = columns.get(self.identity), columns.get("row")
+            if addresses is not None and numbers is not None:
+                rows = _rows_of(addresses, numbers, {r.to for r in skipped})
         frame = pd.DataFrame(
             {
                 "row": [rows.get(r.to) for r in skipped],
@@ -1285,6 +1290,31 @@ def _read_all(source: Any) -> Any:
 
     chunks = list(source.iter_chunks())
     return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame()
+
+
+def _rows_of(addresses: Any, rows: Any, wanted: set[str]) -> dict[Any, Any]:
+    """Address -> cohort row of the members whose address is ``wanted`` (one vectorised pass over the
+    members' address column: Arrow, or a list once the members frame was built)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(addresses, (pa.Array, pa.ChunkedArray)) and (
+        pa.types.is_string(addresses.type) or pa.types.is_large_string(addresses.type)
+    ):
+        hit = pc.fill_null(
+            pc.is_in(addresses, value_set=pa.array(sorted(wanted), type=addresses.type)), False
+        )
+        picked = pc.filter(addresses, hit).to_pylist()
+        mask = hit.to_numpy(zero_copy_only=False)
+    else:
+        if isinstance(addresses, (pa.Array, pa.ChunkedArray)):
+            addresses = addresses.to_pylist()
+        values = pd.Series(addresses, dtype=object)
+        mask = values.isin(wanted).to_numpy()
+        picked = values[mask].tolist()
+    return dict(zip(picked, np.asarray(rows)[mask].tolist()))
 
 
 def cohort_columns(identity_column: str, identity: str, member_columns: Sequence[str]) -> dict[str, str]:

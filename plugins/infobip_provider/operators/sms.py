@@ -212,9 +212,10 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
 
     def _messages(self, prepared: Any, template: Any, test_numbers: list[str]) -> tuple[list[str], list[str]]:
         """Each recipient's number and rendered text (test numbers get the first rows' texts)."""
-        texts = self._render_texts(prepared, template)
+        columns = prepared.arrow_columns()  # the members' columns, without building the members frame
+        texts = self._render_texts(prepared, template, columns)
         if not test_numbers:
-            return prepared.members["phone"].tolist(), texts
+            return _cells(columns.get("phone"), len(prepared.keys)), texts
         if not texts:
             raise AirflowFailException("The cohort has no usable row to render the test messages from")
         return test_numbers, [texts[i % len(texts)] for i in range(len(test_numbers))]
@@ -281,13 +282,14 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
             template.check_fields(self.columns_of(prepared))
         return prepared
 
-    def _render_texts(self, prepared: Any, template: Any) -> list[str]:
-        members = prepared.members
-        if members.empty:
+    def _render_texts(self, prepared: Any, template: Any, columns: Mapping[str, Any]) -> list[str]:
+        """Each member's text, from the members' columns (:meth:`PreparedCohort.arrow_columns`)."""
+        rows = len(prepared.keys)
+        if not rows:
             return []
         available = self.columns_of(prepared)
-        columns = {name: members[available[name]].to_numpy(dtype=object) for name in template.fields}
-        return render_texts(template, columns, len(members))
+        fields = {name: columns.get(available[name]) for name in template.fields}
+        return render_texts(template, {k: [None] * rows if v is None else v for k, v in fields.items()}, rows)
 
     def _recipients(self, bulk_id: str, phones: list[str], texts: list[str]) -> tuple[list[Recipient], int]:
         """A recipient per number whose text is not blank (each distinct text is looked at once)."""
@@ -326,19 +328,51 @@ class SmsBroadcastOperator(PhoneBroadcastOperator):
         return plan, per_text
 
 
+def _cells(values: Any, rows: int) -> list[Any]:
+    """A member column (Arrow, NumPy or a list; None: the cohort has none) as the members frame holds
+    its cells, in a list."""
+    if values is None:
+        return [None] * rows
+    return _objects(values).tolist()
+
+
+def _objects(values: Any) -> Any:
+    """A member column as an object array, cell for cell as the members frame holds it (an Arrow column
+    as :func:`~infobip_provider.cohorts.prepare.PreparedCohort.members` converts it)."""
+    import numpy as np
+    import pandas as pd
+    import pyarrow as pa
+
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = values.to_numpy(zero_copy_only=False)
+    if isinstance(values, np.ndarray):
+        return values if values.dtype == object else pd.Series(values, dtype=object).to_numpy()
+    return np.fromiter(values, dtype=object, count=len(values))
+
+
 def _field_texts(values: Any) -> tuple[Any, list[str]]:
     """Each row's code among a column's distinct texts (``-1``: missing), and those texts as a message
     shows them (:func:`~infobip_provider.options.cell_text`; the last one, code ``-1``, is empty).
 
-    Text cells (and None or NaN) are told apart by value; a column with other cells (numbers, whose
-    equal values may show differently: ``1``, ``1.0``, ``True``) is shown cell by cell first.
+    An Arrow text column is dictionary-encoded by Arrow (no Python object per row). Other text cells
+    (and None or NaN) are told apart by value; a column with other cells (numbers, whose equal values
+    may show differently: ``1``, ``1.0``, ``True``) is shown cell by cell first.
     """
     import numpy as np
     import pandas as pd
+    import pyarrow as pa
+    import pyarrow.compute as pc
 
     from infobip_provider.options import cell_text
 
-    values = np.asarray(values, dtype=object)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)) and (
+        pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    ):
+        array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        encoded = pc.dictionary_encode(array)
+        codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        return codes, [*encoded.dictionary.to_pylist(), ""]
+    values = _objects(values)
     codes, uniques = pd.factorize(values)
     kinds = set(map(type, values))
     if not kinds <= {str, type(None), float} or not all(type(u) is str for u in uniques):
