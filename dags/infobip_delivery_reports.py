@@ -7,8 +7,9 @@ dropped, pending; Synerise's mapping for email). ``collect_replies`` pulls inbou
 pushed SMS and WhatsApp messages) into a table where opt-out words (STOP, UNSUBSCRIBE, STOPALL,
 CANCEL, END, QUIT and the DAG's ``opt_out_keywords``) are marked. Every page is landed in the state
 store before it is inserted, and rows are upserted by message id: a killed task loses and
-duplicates nothing. Outputs: the Assets ``infobip://<account>/reports/<channel>`` and
-``infobip://<account>/replies/<channel>``.
+duplicates nothing. ``collect_seen`` takes the seen reports Infobip pushed to the receiver (who read
+which message, when). Outputs: the Assets ``infobip://<account>/reports/<channel>``,
+``infobip://<account>/replies/<channel>`` and ``infobip://<account>/seen/<channel>``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ from airflow.sdk import Param, dag
 
 from infobip_provider.outcomes import CHANNELS as REPORT_CHANNELS
 from infobip_provider.outcomes import REPLY_CHANNELS
-from infobip_provider.transfers.reports_to_sql import InfobipRepliesToSqlOperator, InfobipReportsToSqlOperator
+from infobip_provider.transfers.reports_to_sql import (
+    InfobipRepliesToSqlOperator,
+    InfobipReportsToSqlOperator,
+    InfobipSeenToSqlOperator,
+)
 
 DESTINATION = "Destination"
 REPLIES = "Replies"
@@ -71,6 +76,15 @@ REPLIES = "Replies"
             description="One row per inbound SMS, opt-outs marked (created when missing).",
             section=DESTINATION,
         ),
+        "seen_table": Param(
+            "infobip_seen_reports",
+            type="string",
+            minLength=1,
+            title="Seen reports table",
+            description="One row per message read, from the seen reports Infobip pushed to the "
+            "receiver (created when missing).",
+            section=DESTINATION,
+        ),
         "opt_out_keywords": Param(
             None,
             type=["null", "array"],
@@ -94,6 +108,12 @@ def infobip_delivery_reports():
         table="{{ params.replies_table }}",
         channels=list(REPLY_CHANNELS),
         opt_out_keywords="{{ params.opt_out_keywords }}",
+    )
+    InfobipSeenToSqlOperator(
+        task_id="collect_seen",
+        sql_conn_id="{{ params.warehouse_conn_id }}",
+        table="{{ params.seen_table }}",
+        channels="{{ params.channels }}",
     )
 
 

@@ -13,6 +13,7 @@ the hook, the state store and :mod:`infobip_provider.warehouse`.
   (seed 001), ``error.permanent`` for the other channels.
 - :data:`OPT_OUT_KEYWORDS`, :func:`opt_out_word`, :data:`REPLY_COLUMNS` and :func:`reply_row`: inbound
   replies, opt-out words marked.
+- :data:`SEEN_COLUMNS` and :func:`seen_row`: seen reports (who read a message, when), as pushed.
 """
 
 from __future__ import annotations
@@ -441,5 +442,36 @@ def reply_row(
         _text(item.get("campaignReferenceId")),
         word is not None,
         word,
+        collected_at,
+    )
+
+
+# ------------------------------------------------------------------------------------------- seen
+SEEN_COLUMNS: tuple[Column, ...] = (
+    ("channel", "VARCHAR(16) NOT NULL"),
+    ("message_id", "VARCHAR(200) NOT NULL"),
+    ("recipient", "TEXT"),
+    ("sender", "TEXT"),
+    ("sent_at", "TIMESTAMP"),
+    ("seen_at", "TIMESTAMP"),
+    ("application_id", "TEXT"),
+    ("entity_id", "TEXT"),
+    ("collected_at", "TIMESTAMP"),
+)
+SEEN_KEY = ("channel", "message_id")
+
+
+def seen_row(channel: str, item: Mapping[str, Any], collected_at: str) -> tuple[Any, ...]:
+    """One row of :data:`SEEN_COLUMNS` for a seen report (``{"messageId", "to", "from", "sentAt",
+    "seenAt", ...}``)."""
+    return (
+        channel,
+        str(item["messageId"]),
+        _text(item.get("to")),
+        _text(item.get("from")),
+        message_timestamp(item.get("sentAt")),
+        message_timestamp(item.get("seenAt")),
+        _text(item.get("applicationId")),
+        _text(item.get("entityId")),
         collected_at,
     )

@@ -77,6 +77,7 @@ def warehouse(request, tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:
         "table": f"infobip_people_{suffix}",
         "reports": f"infobip_reports_{suffix}",
         "replies": f"infobip_replies_{suffix}",
+        "seen": f"infobip_seen_{suffix}",
         "env": {"AIRFLOW_CONN_WAREHOUSE_DEFAULT": value},
     }
     yield info
@@ -85,7 +86,7 @@ def warehouse(request, tmp_path, monkeypatch) -> Iterator[dict[str, Any]]:
 
     hook = BaseHook.get_connection("warehouse_default").get_hook()
     assert isinstance(hook, DbApiHook)
-    for name in (info["table"], info["reports"], info["replies"]):
+    for name in (info["table"], info["reports"], info["replies"], info["seen"]):
         hook.run(f"DROP TABLE IF EXISTS {name}")
 
 

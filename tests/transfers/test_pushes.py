@@ -10,7 +10,11 @@ import pytest
 import requests
 
 from infobip_provider.hooks.infobip import InfobipHook
-from infobip_provider.transfers.reports_to_sql import InfobipRepliesToSqlOperator, InfobipReportsToSqlOperator
+from infobip_provider.transfers.reports_to_sql import (
+    InfobipRepliesToSqlOperator,
+    InfobipReportsToSqlOperator,
+    InfobipSeenToSqlOperator,
+)
 from tests.integration.conftest import run_operator
 from tests.transfers.conftest import PUSH_SECRET, records
 
@@ -75,6 +79,22 @@ def test_pushed_whatsapp_and_sms_reports_reach_the_table_once(sandbox, pushing_c
     assert sorted(r[0] for r in rows) == sorted(ids)
     assert {(r[1], r[2], r[3]) for r in rows} == {("delivered", "push", 0.005)}
     assert run_operator(operator)["channels"]["whatsapp"]["rows"] == 0  # taken once
+    # the seen reports went to their own inbox: their own table, one row per message read
+    seen_task = InfobipSeenToSqlOperator(
+        task_id="collect_seen",
+        sql_conn_id=warehouse["conn_id"],
+        table=warehouse["seen"],
+        channels=["whatsapp"],
+    )
+    taken = run_operator(seen_task)["channels"]["whatsapp"]
+    assert (taken["pages"], taken["pushes"], taken["rows"]) == (0, 1, 3)
+    assert taken["asset"].endswith("/seen/whatsapp")
+    read = records(
+        warehouse["conn_id"], f"SELECT message_id, recipient, seen_at, sent_at FROM {warehouse['seen']}"
+    )
+    assert sorted(r[0] for r in read) == sorted(ids[:3])
+    assert all(r[1] and str(r[2]) > str(r[3]) for r in read)  # read after it was sent
+    assert run_operator(seen_task)["channels"]["whatsapp"]["rows"] == 0
 
     # SMS sent with a webhook: its reports are pushed, not pulled (Infobip sends each report one way)
     hook = InfobipHook()

@@ -38,6 +38,8 @@ from infobip_provider.outcomes import (
     REPLY_KEY,
     REPORT_COLUMNS,
     REPORT_KEY,
+    SEEN_COLUMNS,
+    SEEN_KEY,
     Column,
     is_final,
     is_report,
@@ -45,6 +47,7 @@ from infobip_provider.outcomes import (
     opt_out_words,
     reply_row,
     report_row,
+    seen_row,
 )
 from infobip_provider.pushes import land_page
 from infobip_provider.transfers.common import EXPORTS, asset_uri, emit_asset, positive_int, text_list
@@ -474,3 +477,34 @@ class InfobipRepliesToSqlOperator(_LandedPagesToSqlOperator):
 
     def tally_key(self, row: tuple[Any, ...]) -> str:
         return "opt_out" if row[15] else "reply"
+
+
+class InfobipSeenToSqlOperator(_LandedPagesToSqlOperator):
+    """Collect the seen reports Infobip pushed to the receiver into a warehouse table: one row per
+    message that was read, upserted by ``(channel, message_id)``.
+
+    Infobip has no endpoint to pull seen reports from: they arrive only at the receiver's
+    ``/<conn_id>/seen/<channel>`` URL (see :mod:`infobip_provider.webhooks`), which lands each push in
+    the state store; this task takes them from there like the reports task takes pushed reports.
+
+    Columns: ``channel``, ``message_id``, ``recipient``, ``sender``, ``sent_at``, ``seen_at``,
+    ``application_id``, ``entity_id``, ``collected_at``.
+
+    :param sql_conn_id: the warehouse connection (templated).
+    :param table: the table (templated).
+    :param channels: the channels whose seen reports are taken (templated).
+    """
+
+    kind = "seen"
+    alias = "infobip-seen"
+    columns = SEEN_COLUMNS
+    key = SEEN_KEY
+
+    def pulls(self, channel: str) -> bool:
+        return False
+
+    def rows(
+        self, channel: str, items: Sequence[dict[str, Any]], source: str = "report"
+    ) -> list[tuple[Any, ...]]:
+        stamp = now_timestamp()
+        return [seen_row(channel, item, stamp) for item in items if item.get("messageId")]
