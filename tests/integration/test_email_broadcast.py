@@ -199,7 +199,10 @@ def test_a_500_after_commit_is_reconciled_not_resent(sandbox, infobip_conn, tmp_
     assert_exactly_once(sandbox, summary["bulk_id"], 1200)
     assert summary["reconciled"] == 1000 and summary["resent_after_lost_answer"] == 0
     assert requests_of(sandbox, "email.send") == 2
-    assert requests_of(sandbox, "email.logs") == math.ceil(1000 / LOG_QUERY_IDS)
+    # one log query per LOG_QUERY_IDS ids; a second round only for ids the first answer did not show
+    # yet (a busy sandbox may commit the last messages after the first query)
+    rounds = requests_of(sandbox, "email.logs") / math.ceil(1000 / LOG_QUERY_IDS)
+    assert 1 <= rounds <= 2
 
 
 def test_a_500_before_commit_is_reconciled_then_resent(sandbox, infobip_conn, tmp_path):
