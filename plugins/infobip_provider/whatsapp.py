@@ -394,10 +394,9 @@ class WhatsAppChannel(ChannelBase):
         from infobip_provider.engines.broadcast import fold_ledger
 
         ledger = fold_ledger(target.read_journal())
-        earlier = frozenset(ledger.unconfirmed & ledger.sent)
         waiting = ledger.open_ids | (ledger.unconfirmed - ledger.sent)
         if not waiting:
-            return Confirmed(both=earlier)
+            return Confirmed()
         found = {
             str(item["messageId"]): str((item.get("status") or {}).get("groupName") or "UNKNOWN")
             for item in self.lookup(bulk_id, waiting)
@@ -405,19 +404,17 @@ class WhatsAppChannel(ChannelBase):
         records, confirmed = confirmation_records(ledger, found, uuid.uuid4().hex[:8])
         for record in records:
             target.append_journal(record)
-        return Confirmed(confirmed.open, confirmed.skipped, earlier | confirmed.skipped)
+        return confirmed
 
 
 @dataclass(frozen=True)
 class Confirmed:
     """Members :meth:`WhatsAppChannel.confirm_from_reports` confirmed: ``open`` from batches left open,
-    ``skipped`` from those recorded unconfirmed. ``both``: every member the ledger records unconfirmed
-    *and* sent (confirmed by a report, now or by an earlier run), which the engine's count of
-    unconfirmed members still includes."""
+    ``skipped`` from those recorded unconfirmed (the ledger then holds them unconfirmed *and* sent;
+    the engine counts them sent)."""
 
     open: frozenset[str] = frozenset()
     skipped: frozenset[str] = frozenset()
-    both: frozenset[str] = frozenset()
 
     def __len__(self) -> int:
         return len(self.open) + len(self.skipped)

@@ -595,9 +595,9 @@ def _outcome(
     counts = {"sent": run.sent_now, "rejected": result["rejected"], "not_used": not_used}
     if not run.has_logs:
         wanted = {r.message_id for r in recipients}
-        result["unconfirmed"] = counts["unconfirmed"] = len(
-            (run.ledger.unconfirmed | run.ledger.open_ids) & wanted
-        )
+        # recorded unconfirmed and confirmed since (a delivery report arrived): sent, not unconfirmed
+        unconfirmed = (run.ledger.unconfirmed - run.ledger.sent) | run.ledger.open_ids
+        result["unconfirmed"] = counts["unconfirmed"] = len(unconfirmed & wanted)
     return result, counts
 
 

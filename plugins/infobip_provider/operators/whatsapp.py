@@ -27,7 +27,6 @@ from infobip_provider.whatsapp import WHATSAPP_OPTION_NAMES
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from infobip_provider.state import TargetState
     from infobip_provider.whatsapp import Confirmed, WhatsAppChannel, WhatsAppOptions, WhatsAppRecipient
 
 __all__ = ["WhatsAppBroadcastOperator"]
@@ -193,7 +192,6 @@ class WhatsAppBroadcastOperator(PhoneBroadcastOperator):
         target = self.target(bulk_id)
         with self.locked(target, f"the broadcast {bulk_id}"):
             confirmed = channel.confirm_from_reports(target, bulk_id)
-        self._confirmed_twice = len(confirmed.both & {r.message_id for r in recipients})
         if confirmed:
             self.log.info(
                 "%d unconfirmed members of the broadcast %s are confirmed by delivery reports that reached "
@@ -204,25 +202,6 @@ class WhatsAppBroadcastOperator(PhoneBroadcastOperator):
                 len(confirmed.skipped),
             )
         return confirmed
-
-    def finish(
-        self,
-        context: Context,
-        target: TargetState,
-        name: str,
-        summary: dict[str, Any],
-        *,
-        counts: dict[str, int],
-        size: int | None,
-        dry_run: bool,
-    ) -> dict[str, Any]:
-        """The run's end; members recorded unconfirmed that a delivery report confirmed since are sent,
-        so they leave the unconfirmed count (the engine counts every member it recorded unconfirmed)."""
-        twice = getattr(self, "_confirmed_twice", 0)
-        if twice and not dry_run and "unconfirmed" in summary:
-            summary["unconfirmed"] = max(0, int(summary["unconfirmed"]) - twice)
-            counts["unconfirmed"] = max(0, int(counts.get("unconfirmed", 0)) - twice)
-        return super().finish(context, target, name, summary, counts=counts, size=size, dry_run=dry_run)
 
     def _read_cohort(self, context: Context, columns: list[str], options: WhatsAppOptions) -> Any:
         from infobip_provider.whatsapp import WhatsAppConfigError
