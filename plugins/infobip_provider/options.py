@@ -133,10 +133,9 @@ def parse_validity_period(value: Any, problems: list[str], warnings: list[str]) 
     return {"amount": amount, "timeUnit": unit}
 
 
-def parse_send_at(value: Any, now: datetime, problems: list[str], warnings: list[str]) -> str | None:
-    """A datetime or ISO 8601 text (no zone means UTC) as ``yyyy-MM-ddTHH:mm:ss.SSS+0000``."""
-    if value in (None, ""):
-        return None
+def read_moment(value: Any) -> datetime | None:
+    """A datetime or ISO 8601 text as an aware UTC datetime (no zone means UTC); ``None`` when it is
+    neither."""
     moment: datetime | None = None
     if isinstance(value, datetime):
         moment = value
@@ -144,13 +143,20 @@ def parse_send_at(value: Any, now: datetime, problems: list[str], warnings: list
         try:
             moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            moment = None
+            return None
+    if moment is None:
+        return None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+
+
+def parse_send_at(value: Any, now: datetime, problems: list[str], warnings: list[str]) -> str | None:
+    """A datetime or ISO 8601 text (no zone means UTC) as ``yyyy-MM-ddTHH:mm:ss.SSS+0000``."""
+    if value in (None, ""):
+        return None
+    moment = read_moment(value)
     if moment is None:
         problems.append(f"send_at must be a datetime or an ISO 8601 date-time, got {value!r}")
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    moment = moment.astimezone(UTC)
     if moment > now + timedelta(days=MAX_SCHEDULE_DAYS):
         problems.append(f"send_at must be at most {MAX_SCHEDULE_DAYS} days ahead, got {moment.isoformat()}")
     elif moment < now:

@@ -1096,17 +1096,10 @@ class BroadcastOperator(CohortOperator):
 
     def _send_time(self) -> datetime | None:
         """The ``send_at`` the task gave, if any, as an aware datetime."""
+        from infobip_provider.options import read_moment
+
         value = blank_to_none(getattr(self, "send_at", None))
-        if value is None:
-            return None
-        if isinstance(value, datetime):
-            moment = value
-        else:
-            try:
-                moment = datetime.fromisoformat(str(value).strip().replace("Z", "+00:00"))
-            except ValueError:
-                return None  # the channel's options report it
-        return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return None if value is None else read_moment(value if isinstance(value, datetime) else str(value))
 
     def _zone_inputs(
         self, prepared: PreparedCohort, recipients: Sequence[Any]
