@@ -468,3 +468,32 @@ def test_the_snapshot_folded_from_the_plan_is_the_one_the_journal_gives(fake, tm
     # p0 and p1 left (untagged, forgotten); p3 was refused (what Infobip confirmed before stays)
     assert sorted(from_plan["key"]) == ["12025550143", *(f"p{i}@example.com" for i in range(2, 7))]
     assert from_plan["tagged"].all()
+
+
+def test_a_snapshot_the_per_person_code_wrote_is_read_and_nobody_is_upserted_again(fake, tmp_path):
+    """Upgrading keeps the tag's state: a snapshot written as a pandas frame by the per-person code
+    (same digests) leaves an unchanged cohort with nothing to send."""
+    from infobip_provider.cohorts import IdentityColumns, cohort_source, prepare_cohort
+    from infobip_provider.people import make_ref, parse_field_map
+    from tests import people_rowwise as rowwise
+
+    rows = [*people(4), {"email": "", "phone": "+12025550143", "first_name": "Bo", "plan": "team"}]
+    cohort = write_cohort(tmp_path / "c.csv", rows)
+    prepared = prepare_cohort(cohort_source(path=cohort), IdentityColumns(), key="email_or_phone")
+    built = rowwise.build_people(prepared.members, parse_field_map(FIELD_MAP))
+    refs = [make_ref(p.key_type, p.key, p.fields_hash, p.phone) for p in built.people]
+    old = rowwise.fold_people({}, [(refs, {})], [(refs, {})])
+    frame = pd.DataFrame(
+        {
+            "key": pd.Series(list(old), dtype="string"),
+            "key_type": pd.Series([c.key_type for c in old.values()], dtype="string"),
+            "fields_hash": pd.Series([c.fields_hash for c in old.values()], dtype="string"),
+            "tagged": pd.Series([c.tagged for c in old.values()], dtype="bool"),
+            "phone": pd.Series([c.phone for c in old.values()], dtype="string"),
+        }
+    )  # written before the ``uncertain`` column existed
+    StateStore(str(tmp_path / "state")).target("fp", "tags", "VIP").write_snapshot(frame)
+    FakeHook.tags.add("VIP")
+    summary = run(cohort)
+    assert (summary["created"], summary["updated"], summary["tagged"], summary["unchanged"]) == (0, 0, 0, 5)
+    assert FakeHook.log == [] or all(endpoint.startswith("tags.get") for endpoint, _ in FakeHook.log)
