@@ -19,6 +19,13 @@ the hook, the state store and the checkpoint lanes.
 
 Batch ids travel through the checkpoint journal as *refs*: ``TYPE<tab>key<tab>hash<tab>phone``, so
 that a resumed run knows, from the journal alone, which payload Infobip acknowledged.
+
+All of it works on columns (Arrow arrays), so that a run over millions of people holds no Python
+object per person: values are checked once per distinct value of their column, payloads are
+assembled as canonical JSON text by string kernels (their digest is the hash of that text), the
+snapshot is an Arrow table found by 64-bit hash lookups, and refs are made only for the people a
+run sends something for. ``tests/people_rowwise.py`` keeps the per-person version the columns are
+tested against.
 """
 
 from __future__ import annotations
