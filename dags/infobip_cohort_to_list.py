@@ -36,6 +36,16 @@ from infobip_provider.params import COHORT, COHORT_ARGS, TARGET, cohort_params, 
             description="The cohort column holding each member's user id (an email).",
             section=COHORT,
         ),
+        "diff_in_warehouse": Param(
+            False,
+            type="boolean",
+            title="Diff in the warehouse",
+            description="Only for a cohort SQL on SQLite or PostgreSQL: write the list's confirmed ids to "
+            "a table in the warehouse (infobip_snapshot_<hash>, dropped after the run) and find who "
+            "joined and who left there, so that only the changes travel; the plan is the same. The "
+            "connection's user must be allowed to create tables; a cohort file stops the run.",
+            section=COHORT,
+        ),
         "list_name": Param(
             "Airflow demo customers",
             type="string",
@@ -63,6 +73,7 @@ def infobip_cohort_to_list():
         **COHORT_ARGS,
         id_column="{{ params.id_column }}",
         mode="{{ params.mode }}",
+        diff_in_warehouse="{{ params.diff_in_warehouse }}",
         dry_run="{{ params.dry_run }}",
     )
 

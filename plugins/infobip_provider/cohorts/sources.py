@@ -28,6 +28,7 @@ Nothing here imports pandas or pyarrow at module level: DAG files may import thi
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import decimal
 import io
@@ -620,21 +621,37 @@ class SqlSource(CohortSource):
             return conn.cursor(name=f"infobip_cohort_{uuid.uuid4().hex[:12]}")
         return conn.cursor()
 
-    def iter_chunks(self, chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
-        import pandas as pd
-
-        if chunk_size < 1:
-            raise ValueError("chunk_size must be at least 1")
-        sql = self.query()
+    def connect(self) -> Any:
+        """A DB-API connection of the connection's hook (the driver's error as a :class:`CohortError`)."""
         hook = self.get_hook()
         try:
-            conn = hook.get_conn()
+            return hook.get_conn()
         except Exception as exc:  # the driver's connection error (no class shared between drivers)
             raise CohortError(
                 f"cannot connect to the database of connection {self.conn_id!r}: {exc}"
             ) from exc
+
+    def iter_chunks(self, chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        sql = self.query()
+        conn = self.connect()
         try:
-            cursor = self._open_cursor(conn)
+            yield from self.chunks_on(conn, sql, chunk_size)
+        finally:
+            try:
+                if hasattr(conn, "rollback"):
+                    conn.rollback()  # read only: ends the transaction and any server-side cursor
+            finally:
+                conn.close()
+
+    def chunks_on(self, conn: Any, sql: str, chunk_size: int = 100_000) -> Iterator[pd.DataFrame]:
+        """Run ``sql`` on an open connection and yield its rows as text frames (the cursor is closed
+        at the end; the connection and its transaction are the caller's)."""
+        import pandas as pd
+
+        cursor = self._open_cursor(conn)
+        try:
             if hasattr(cursor, "itersize"):
                 cursor.itersize = chunk_size
             try:
@@ -660,11 +677,8 @@ class SqlSource(CohortSource):
                 if not rows:
                     break
         finally:
-            try:
-                if hasattr(conn, "rollback"):
-                    conn.rollback()  # read only: ends the transaction and any server-side cursor
-            finally:
-                conn.close()
+            with contextlib.suppress(Exception):  # a failed transaction may refuse to close a cursor
+                cursor.close()
 
 
 def cohort_source(

@@ -103,6 +103,16 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         """Read the cohort: the prepared cohort, the flow's work, and every row not used."""
         raise NotImplementedError
 
+    def snapshot_first(self) -> bool:
+        """The flow reads its cohort knowing the snapshot (:meth:`prepare_against`, e.g. a diff the
+        warehouse runs): the snapshot is read first. Default: the cohort first, then the snapshot."""
+        return False
+
+    def prepare_against(self, context: Context, snapshot: S) -> tuple[PreparedCohort, W, pd.DataFrame]:
+        """Read the cohort knowing the snapshot (called instead of :meth:`prepare` when
+        :meth:`snapshot_first`); default :meth:`prepare`."""
+        return self.prepare(context)
+
     def check_work(self, prepared: PreparedCohort, work: W) -> None:
         """Fail on the flow's own bad rows once the rejects file is written (default: nothing to check)."""
 
@@ -219,13 +229,20 @@ class SyncOperator(CohortOperator, Generic[S, W, P]):
         dry_run: bool,
     ) -> dict[str, Any]:
         facts = target.read_json("target.json", {}) or {}
+        first = self.snapshot_first()
+        if first:  # the cohort is read against the snapshot
+            with self.phase("resume"):
+                snapshot = self.resume(target, dry_run)
         with self.phase("prepare"):  # the cohort first: its peak does not stand on the snapshot's
-            prepared, work, rejects = self.prepare(context)
+            prepared, work, rejects = (
+                self.prepare_against(context, snapshot) if first else self.prepare(context)
+            )
             rejects_uri = self.report_rejects(context, target, prepared, rejects)
             release_memory()
-        with self.phase("resume"):
-            snapshot = self.resume(target, dry_run)
-            release_memory()
+        if not first:
+            with self.phase("resume"):
+                snapshot = self.resume(target, dry_run)
+                release_memory()
         self.check_work(prepared, work)
         with self.phase("plan"):
             plan = self.plan(work, snapshot)

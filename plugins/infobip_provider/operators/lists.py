@@ -11,7 +11,7 @@ from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.engines.sync import SyncOperator, Tally
 from infobip_provider.operators.base import CohortOperator
-from infobip_provider.values import as_text
+from infobip_provider.values import as_flag, as_text
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,11 +69,42 @@ def as_table(snapshot: pa.Table | pd.DataFrame) -> pa.Table:
 
 @dataclass(frozen=True)
 class ListPlan:
-    """What one sync sends: ``adds`` and ``removes`` in batches; ``unchanged`` confirmed members stay."""
+    """What one sync sends: ``adds`` and ``removes`` in batches; ``unchanged`` confirmed members stay.
+    ``warehouse``: the diff ran in the warehouse (what travelled), else ``None``."""
 
     adds: Sequence[str]
     removes: Sequence[str]
     unchanged: int
+    warehouse: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class WarehouseWork:
+    """A cohort diffed in the warehouse (:mod:`infobip_provider.cohorts.pushdown`): the ids of the rows
+    that travelled, the snapshot ids that may leave, and the confirmed members whose rows stayed behind."""
+
+    ids: Ids
+    leaving: pa.Array
+    unchanged: int
+    facts: dict[str, Any]
+
+
+def plan_pushed(work: WarehouseWork, snapshot: pa.Table | pd.DataFrame, mode: str) -> ListPlan:
+    """The plan of a diff run in the warehouse: :func:`plan_list` of the ids that travelled against the
+    part of the snapshot they and the leaving ids name. The same plan as a full read: a cohort row
+    that stayed behind is a settled id's only row (not an add, not a remove), and every other id of
+    the snapshot is either named by a row that travelled or among those that may leave."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from infobip_provider.cohorts.columnar import text_array
+
+    table = as_table(snapshot)
+    named = pa.concat_arrays([text_array(work.ids.array), text_array(work.leaving)])
+    if len(table):
+        table = table.filter(pc.is_in(table["id"], value_set=named))
+    plan = plan_list(work.ids, table, mode, distinct=True)
+    return ListPlan(plan.adds, plan.removes, plan.unchanged + work.unchanged, warehouse=work.facts)
 
 
 def plan_list(
@@ -206,7 +237,7 @@ def fold_recovery(snapshot: pa.Table | pd.DataFrame, recovery: Recovery) -> pa.T
     )
 
 
-class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
+class CohortToListOperator(SyncOperator["pa.Table", "Ids | WarehouseWork", ListPlan]):
     """Mirror a cohort (file or SQL) into an Infobip list, incrementally and crash-safe.
 
     The first run creates the list and sends every member; later runs send only who entered and
@@ -217,6 +248,11 @@ class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
     :param list_name: the Infobip list to keep in step (templated). Its id is remembered in the state store.
     :param id_column: the column holding the list's user ids (emails) (templated).
     :param mode: ``mirror`` (add and remove) or ``add_only`` (templated).
+    :param diff_in_warehouse: with a ``cohort_sql`` on SQLite or PostgreSQL, write the snapshot's ids
+        to a table in the warehouse and run the difference there, so that only the rows that may have
+        changed travel (templated; :mod:`~infobip_provider.cohorts.pushdown`). The plan is the one a
+        full read makes. A cohort file, another database, or a warehouse that refuses the table stops
+        the task with a clear error.
 
     The cohort, batch and safety params are those of
     :class:`~infobip_provider.operators.base.CohortOperator` and the sync engine.
@@ -228,6 +264,7 @@ class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
         *CohortOperator.cohort_fields,
         "id_column",
         "mode",
+        "diff_in_warehouse",
         "batch_size",
         "max_removal_ratio",
     )
@@ -235,12 +272,19 @@ class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
     planned_counts = ("to_add", "to_remove")
 
     def __init__(
-        self, *, list_name: str, id_column: str = "email", mode: str = "mirror", **kwargs: Any
+        self,
+        *,
+        list_name: str,
+        id_column: str = "email",
+        mode: str = "mirror",
+        diff_in_warehouse: bool | str = False,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.list_name = list_name
         self.id_column = id_column
         self.mode = mode
+        self.diff_in_warehouse = diff_in_warehouse
 
     @property
     def missing_errors(self) -> tuple[type[Exception], ...]:  # type: ignore[override]
@@ -295,7 +339,47 @@ class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
         )
         return prepared, Ids(prepared.keys, prepared.key_hashes), prepared.rejects
 
-    def plan(self, work: Ids, snapshot: pa.Table) -> ListPlan:
+    def snapshot_first(self) -> bool:
+        return as_flag(self.diff_in_warehouse, "diff_in_warehouse")
+
+    def prepare_against(
+        self, context: Context, snapshot: pa.Table
+    ) -> tuple[PreparedCohort, Ids | WarehouseWork, pd.DataFrame]:
+        """The cohort diffed in the warehouse (``diff_in_warehouse``): only a SQL cohort can be."""
+        from infobip_provider.cohorts import CohortError, SqlSource
+        from infobip_provider.cohorts.columnar import Ids
+        from infobip_provider.cohorts.pushdown import diff_in_warehouse, snapshot_table
+        from infobip_provider.operators.common import cohort_source_for
+
+        source = cohort_source_for(self, context)
+        if not isinstance(source, SqlSource):
+            raise CohortError(
+                f"diff_in_warehouse needs the cohort as a query (cohort_sql), and the cohort is the "
+                f"{source.describe()}: give a query, or turn diff_in_warehouse off"
+            )
+        if not len(snapshot):
+            self.log.info(
+                "diff_in_warehouse: the list has no snapshot yet, so every row is new: the cohort is read "
+                "in full"
+            )
+            return self.prepare(context)
+        pushed = diff_in_warehouse(
+            source,
+            snapshot,
+            self.id_column,
+            snapshot_table(self.hook.state_scope, self.list_name),
+            removals=self.mode == "mirror",
+            log=self.log,
+        )
+        prepared = pushed.prepared
+        work = WarehouseWork(
+            Ids(prepared.keys, prepared.key_hashes), pushed.leaving, pushed.unchanged, pushed.facts
+        )
+        return prepared, work, prepared.rejects
+
+    def plan(self, work: Ids | WarehouseWork, snapshot: pa.Table) -> ListPlan:
+        if isinstance(work, WarehouseWork):
+            return plan_pushed(work, snapshot, self.mode)
         return plan_list(work, snapshot, self.mode, distinct=True)
 
     def removals(self, plan: ListPlan) -> int:
@@ -319,6 +403,13 @@ class CohortToListOperator(SyncOperator["pa.Table", "Ids", ListPlan]):
             f"Plan for the list {name!r} ({self.confirmed(snapshot)} members confirmed): {len(plan.adds)} to "
             f"add, {len(plan.removes)} to remove, {plan.unchanged} unchanged"
         )
+        if plan.warehouse is not None:
+            facts["diff_in_warehouse"] = plan.warehouse
+            line += (
+                f" (diff run in the warehouse: {plan.warehouse['rows_travelled']} of "
+                f"{plan.warehouse['rows_in_cohort']} cohort rows and {plan.warehouse['snapshot_ids_travelled']} "
+                "snapshot ids travelled)"
+            )
         return facts, line
 
     # -------------------------------------------------------------------- apply
