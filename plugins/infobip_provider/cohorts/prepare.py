@@ -135,6 +135,29 @@ class PreparedCohort:
         names = ("key", "email", "phone", "external_id", "row", *self.columns)
         return {name: self._columns.get(name) for name in names}
 
+    def renumber(self, rows: np.ndarray) -> None:
+        """Give the members and the rejects other row numbers: row ``n`` becomes ``rows[n - 1]`` (a
+        cohort read from a part of its source says where each row stood in the whole)."""
+        import numpy as np
+        import pandas as pd
+
+        if not len(rows):
+            return
+        rejects = self.rejects
+        if len(rejects):
+            rejects["row"] = rows[rejects["row"].to_numpy(dtype=np.int64) - 1]
+            reasons = rejects["reason"].astype(object)
+            first = reasons.str.extract(r"^duplicate of row (\d+)$", expand=False)
+            repeat = first.notna().to_numpy()
+            if repeat.any():
+                numbers = rows[first[repeat].astype("int64").to_numpy() - 1]
+                reasons[repeat] = [f"duplicate of row {n}" for n in numbers.tolist()]
+                rejects["reason"] = pd.Series(reasons, dtype=object)
+        if self._members is not None:
+            self._members["row"] = rows[self._members["row"].to_numpy(dtype=np.int64) - 1]
+        elif self._columns.get("row") is not None:
+            self._columns["row"] = rows[np.asarray(self._columns["row"], dtype=np.int64) - 1]
+
     @property
     def empty(self) -> bool:
         return bool(self.stats.get("empty"))
@@ -280,7 +303,7 @@ class _Layout:
     extras: dict[str, str]  # source column -> member column
 
 
-def _layout(
+def identity_layout(
     found: list[str], cols: IdentityColumns, key: str, source: CohortSource, region: str | None
 ) -> _Layout:
     needed = {
@@ -638,7 +661,7 @@ def _read(
             found = [str(c) for c in chunk.columns]
             if not found and len(chunk) == 0:
                 continue  # an empty file: no header, no rows
-            layout = _layout(found, cols, key, source, region)
+            layout = identity_layout(found, cols, key, source, region)
             keep = [c for c in layout.extras if keep_columns is None or c in keep_columns]
             run = _Run(key, layout, region, keep)
         if len(chunk):

@@ -397,8 +397,6 @@ def _prepare(
     rows: np.ndarray, values: pa.Array, column: str, description: str, chunk_size: int
 ) -> PreparedCohort:
     """Prepare the rows that travelled, then give their rejects the cohort's row numbers."""
-    import numpy as np
-    import pandas as pd
 
     from infobip_provider.cohorts.prepare import IdentityColumns, prepare_cohort
 
@@ -406,20 +404,7 @@ def _prepare(
     prepared = prepare_cohort(
         source, IdentityColumns(email=column, phone=None), key="email", keep_columns=(), chunk_size=chunk_size
     )
-    rejects = prepared.rejects
-    if len(rejects):
-        where = rejects["row"].to_numpy(dtype=np.int64) - 1
-        rejects["row"] = rows[where]
-        reasons = rejects["reason"].astype(object)
-        first = reasons.str.extract(r"^duplicate of row (\d+)$", expand=False)
-        repeat = first.notna().to_numpy()
-        if repeat.any():
-            numbers = rows[first[repeat].astype("int64").to_numpy() - 1]
-            reasons[repeat] = [f"duplicate of row {n}" for n in numbers.tolist()]
-            rejects["reason"] = pd.Series(reasons, dtype=object)
-    columns = prepared._columns  # the members' rows: the cohort's numbers as well
-    if "row" in columns and columns["row"] is not None and len(rows):
-        columns["row"] = rows[np.asarray(columns["row"], dtype=np.int64) - 1]
+    prepared.renumber(rows)
     return prepared
 
 
@@ -444,7 +429,7 @@ def diff_in_warehouse(
     """
     import pyarrow as pa
 
-    from infobip_provider.cohorts.prepare import IdentityColumns, _layout
+    from infobip_provider.cohorts.prepare import IdentityColumns, identity_layout
 
     logger = log or _log
     dialect = dialect_for(source.get_hook(), source.conn_id)
@@ -454,7 +439,8 @@ def diff_in_warehouse(
     conn = source.connect()
     try:
         found = _columns(conn, query, source.conn_id)
-        column = str(_layout(found, IdentityColumns(email=column, phone=None), "email", source, "US").email)
+        layout = identity_layout(found, IdentityColumns(email=column, phone=None), "email", source, "US")
+        column = str(layout.email)
         _write(conn, dialect, table, ids, status, source.conn_id)
         written = time.monotonic()
         try:
