@@ -59,7 +59,17 @@ def worker(args: argparse.Namespace) -> None:
     if args.worker == "list":
         from infobip_provider.operators.lists import CohortToListOperator
 
-        operator: Any = CohortToListOperator(task_id="sync", list_name="scale", cohort_path=args.cohort)
+        if args.cohort_sql:  # a SQL cohort on the connection ``args.warehouse`` (bench_pushdown.py)
+            os.environ["AIRFLOW_CONN_BENCH_WAREHOUSE"] = args.warehouse
+            operator: Any = CohortToListOperator(
+                task_id="sync",
+                list_name=args.list_name,
+                cohort_sql=args.cohort_sql,
+                cohort_conn_id="bench_warehouse",
+                diff_in_warehouse=args.pushdown,
+            )
+        else:
+            operator = CohortToListOperator(task_id="sync", list_name=args.list_name, cohort_path=args.cohort)
     elif args.worker == "people":
         from infobip_provider.operators.people import PeopleImportOperator
 
@@ -88,10 +98,12 @@ def worker(args: argparse.Namespace) -> None:
     print(json.dumps({"wall": wall, "summary": summary, "rss_before_gb": before}, default=str))
 
 
-def run_worker(kind: str, root: Path, cohort: Path, conn: str, run_id: str) -> dict[str, Any]:
+def run_worker(
+    kind: str, root: Path, cohort: Path | None, conn: str, run_id: str, extra: list[str] | None = None
+) -> dict[str, Any]:
     """One operator run in a fresh process: its result and its peak RSS in GB."""
     cmd = [sys.executable, __file__, "--worker", kind, "--root", str(root), "--cohort", str(cohort)]
-    cmd += ["--conn", conn, "--run-id", run_id]
+    cmd += ["--conn", conn, "--run-id", run_id, *(extra or [])]
     env = {**os.environ, "AIRFLOW_HOME": tempfile.mkdtemp(prefix="bench-scale-airflow-")}
     env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     env.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
@@ -165,6 +177,10 @@ def main() -> None:
     parser.add_argument("--cohort")
     parser.add_argument("--conn")
     parser.add_argument("--run-id")
+    parser.add_argument("--list-name", default="scale")
+    parser.add_argument("--cohort-sql")
+    parser.add_argument("--warehouse", help="the Airflow connection (JSON) of --cohort-sql")
+    parser.add_argument("--pushdown", action="store_true", help="diff_in_warehouse=True")
     args = parser.parse_args()
     if args.worker:
         worker(args)
