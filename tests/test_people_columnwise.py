@@ -252,3 +252,29 @@ def test_fold_edge_cases_match_the_per_person_fold() -> None:
             for k, v in snapshot.items()
         }
         assert fold_people(snapshot, *args) == rowwise.fold_people(copy, *args), args
+
+
+def test_a_journal_folded_in_many_chunks_is_folded_the_same(monkeypatch) -> None:
+    """Refs are read a block at a time (no Arrow text array near 2 GB); the fold does not depend on it."""
+    import functools
+
+    import infobip_provider.people as people
+    from infobip_provider.people import make_ref
+
+    snapshot = {f"k{i}@x.com": Confirmed("EMAIL", "h0", i % 2 == 0, None) for i in range(7)}
+    ups = [make_ref("EMAIL", f"k{i}@x.com", f"h{i}", str(i)) for i in range(3, 12)]
+    tags = [make_ref("EMAIL", f"k{i}@x.com", f"h{i}", str(i)) for i in (*range(5, 12), 5)]
+    args = (
+        [(ups, {ups[1]: "refused"})],
+        [(tags, {})],
+        [([make_ref("EMAIL", "k0@x.com", "", None)], {})],
+        ups[:2],
+        tags[:3],
+    )
+    whole = fold_people(snapshot, *args)
+    monkeypatch.setattr(people, "_refs_table", functools.partial(people._refs_table, block=2))
+    assert fold_people(snapshot, *args) == whole
+    copy = {
+        k: Confirmed(v.key_type, v.fields_hash, v.tagged, v.phone, v.uncertain) for k, v in snapshot.items()
+    }
+    assert whole == rowwise.fold_people(copy, *args)

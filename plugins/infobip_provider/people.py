@@ -923,23 +923,30 @@ def _acked(batches: Iterable[tuple[Sequence[str], Mapping[str, str]]]) -> list[s
     return [ref for refs, refused in batches for ref in refs if ref not in refused]
 
 
-def _refs_table(refs: list[str]) -> pa.Table:
-    """Refs (:func:`make_ref`) as columns ``key_type``, ``key``, ``digest``, ``phone`` (null when empty)."""
+def _refs_table(refs: list[str], block: int = 1_000_000) -> pa.Table:
+    """Refs (:func:`make_ref`) as columns ``key_type``, ``key``, ``digest``, ``phone`` (null when
+    empty), a block of refs per chunk (no chunk near Arrow's 2 GB limit of one text array)."""
+    import pyarrow as pa
+
+    names = ["key_type", "key", "digest", "phone"]
+    parts = [_ref_columns(refs[start : start + block]) for start in range(0, len(refs), block)]
+    if not parts:
+        return pa.table({n: pa.array([], pa.string()) for n in names})
+    return pa.table({n: pa.chunked_array([p[i] for p in parts], pa.string()) for i, n in enumerate(names)})
+
+
+def _ref_columns(refs: list[str]) -> list[pa.Array]:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    names = ["key_type", "key", "digest", "phone"]
-    if not refs:
-        return pa.table({n: pa.array([], pa.string()) for n in names})
-    text = pa.array(refs, pa.string())
-    parts = pc.split_pattern(text, "\t")
+    parts = pc.split_pattern(pa.array(refs, pa.string()), "\t")
     if pc.all(pc.equal(pc.list_value_length(parts), 4)).as_py():
         columns = [pc.list_element(parts, i) for i in range(4)]
     else:  # refs of another shape (older journals): as parse_ref reads them
         rows = [parse_ref(ref) for ref in refs]
         columns = [pa.array([r[i] for r in rows], pa.string()) for i in range(4)]
     columns[3] = pc.if_else(pc.equal(columns[3], ""), pa.scalar(None, pa.string()), columns[3])
-    return pa.table(dict(zip(names, columns)))
+    return columns
 
 
 def _once(refs: pa.Table, keep: str) -> pa.Table:
@@ -1209,7 +1216,7 @@ def plan_people(built: BuiltPeople, snapshot: Mapping[str, Confirmed]) -> People
     if len(leaving):
         left = table.take(pa.array(leaving, type=pa.int64()))
         members_phones = built.phones.filter(built.phones.is_valid())
-        identities = pa.concat_arrays([built.keys, members_phones])
+        identities = pa.chunked_array([built.keys, members_phones.cast(built.keys.type)])
         # the same person as a member under another identity: its key is a member's phone, or its phone
         # is a member's key or phone
         same_person = pc.or_(
