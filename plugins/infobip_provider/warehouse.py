@@ -26,6 +26,11 @@ from infobip_provider.outcomes import Column
 
 log = logging.getLogger(__name__)
 _TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*){0,2}$")
+#: What a database says when the connection's user may not create or write a table: no retry helps.
+_NOT_ALLOWED = re.compile(
+    r"read-?only|permission denied|insufficient.privilege|not authori[sz]ed|access denied|must be owner",
+    re.IGNORECASE,
+)
 
 
 def check_table_name(table: str) -> str:
@@ -72,8 +77,25 @@ class SqlTable:
         return f"CREATE TABLE IF NOT EXISTS {self.table} ({columns}, PRIMARY KEY ({', '.join(self.key)}))"
 
     def ensure(self) -> None:
-        """Create the table when it is missing (an existing table is left as it is)."""
-        self.hook.run(self.create_sql())
+        """Create the table when it is missing (an existing table is left as it is).
+
+        :raises AirflowFailException: the database says the connection may not create or write it (a
+            read-only database, no privilege): retrying cannot help, so the task fails at once, saying
+            which connection and table, and what to do. Other errors (a lost connection) stay what they
+            are, and the task's retries apply.
+        """
+        try:
+            self.hook.run(self.create_sql())
+        except Exception as exc:  # the driver's error: classified by what the database says
+            said = (str(exc).strip().splitlines() or [""])[0]
+            if not _NOT_ALLOWED.search(str(exc)):
+                raise
+            raise AirflowFailException(
+                f"The table {self.table} cannot be created or written on the connection {self.conn_id!r} "
+                f"({type(exc).__name__}: {said}): its user may not write there. Point the task at a "
+                "connection it may write to (the DAG's warehouse_conn_id), or create the table yourself: "
+                f"{self.create_sql()}"
+            ) from exc
 
     @cached_property
     def upsert_sql(self) -> str:

@@ -387,3 +387,28 @@ def test_importing_the_package_loads_neither_pandas_nor_pyarrow():
         env={"PYTHONPATH": str(ROOT / "plugins"), "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_members_used_with_one_identity_are_counted_and_said(tmp_path):
+    """A bad email beside a good phone (matched by the phone) and a bad phone beside a good email
+    (sent without it) are not rejects, but the log and the stats say how many there were."""
+    path = tmp_path / "partly.csv"
+    path.write_text(
+        "email,phone\neve@example,+12125550188\nfred@example.com,12345\nann@example.com,+12125550199\n"
+        "  ,+12125550100\nbad,\n"
+    )
+    prepared = prepare_cohort(FileSource(str(path)), IdentityColumns(), key="email_or_phone")
+    assert prepared.stats["partly_used"] == {
+        "invalid email (matched by the phone)": 1,
+        "invalid phone (not sent)": 1,
+    }
+    assert prepared.describe().endswith(
+        "; used with one identity only: 1 invalid email (matched by the phone), 1 invalid phone (not sent)"
+    )
+    assert len(prepared.rejects) == 1  # "bad" with no phone: not used at all
+    clean = tmp_path / "clean.csv"
+    clean.write_text("email,phone\nann@example.com,+12125550199\n")
+    assert (
+        "partly_used"
+        not in prepare_cohort(FileSource(str(clean)), IdentityColumns(), key="email_or_phone").stats
+    )

@@ -46,6 +46,11 @@ INVALID_BOTH = "invalid email and phone"
 DUPLICATE = "duplicate"
 
 
+#: Members used although one of their identities is not: counted in the stats and said in the log.
+EMAIL_IGNORED = "invalid email (matched by the phone)"
+PHONE_IGNORED = "invalid phone (not sent)"
+
+
 class RejectRatioExceeded(CohortError):
     """More rows were rejected than ``max_reject_ratio`` allows: the source is probably broken."""
 
@@ -169,9 +174,15 @@ class PreparedCohort:
         head = f"Cohort from {self.source}: {rows} rows read, {members} members"
         if not members:
             head += " (the cohort is empty)"
+        partly = stats.get("partly_used") or {}
+        tail = (
+            ("; used with one identity only: " + ", ".join(f"{n} {why}" for why, n in partly.items()))
+            if partly
+            else ""
+        )
         not_used = stats["rejected"]
         if not not_used:
-            return head
+            return head + tail
         parts = [
             f"{count} {reason}"
             for reason, count in sorted(stats["rejected_by_reason"].items())
@@ -180,7 +191,7 @@ class PreparedCohort:
         if stats["duplicates"]:
             parts.append(f"{stats['duplicates']} repeating an earlier row's {self.key.replace('_', ' ')}")
         rows_word = "row" if not_used == 1 else "rows"
-        return f"{head}, {not_used} {rows_word} not used: {', '.join(parts)}"
+        return f"{head}, {not_used} {rows_word} not used: {', '.join(parts)}{tail}"
 
     def check_reject_ratio(self, max_reject_ratio: float | None, log: Any = None) -> None:
         """Log :meth:`describe` (a warning when rows were invalid or nobody is left), and fail when the
@@ -443,6 +454,7 @@ class _Run:
         self.keep = keep  # the extra source columns the members keep
         self.phones = _Phones(region)
         self.by_reason: Counter[str] = Counter()
+        self.partly: Counter[str] = Counter()  # rows used with one identity although both were given
         self.parts: list[_Part] = []
         self.reject_parts: list[pd.DataFrame] = []
 
@@ -500,6 +512,10 @@ class _Run:
             self.by_reason.update(bad_reason.tolist())
         if not ok.any():
             return
+        if self.key == "email_or_phone" and layout.email:  # keyed by the phone, an email was given
+            given = pc.fill_null(pc.not_equal(pc.utf8_trim_whitespace(cols["email"]), ""), False)
+            ignored = pc.and_(pc.and_(valid, pc.invert(done["email"].is_valid())), given)
+            self.partly[EMAIL_IGNORED] += int(pc.sum(ignored).as_py() or 0)
         keys, raw_value = keys.filter(valid), value.filter(valid)
         differs = pc.fill_null(pc.not_equal(raw_value, keys), True)
         # the identities still to normalise for the members (email_or_phone has the email already, and
@@ -627,6 +643,11 @@ class _Run:
         phones = _objects(done).astype(object)  # email_or_phone: members keyed by their email
         todo = np.flatnonzero(~done.is_valid().to_numpy(zero_copy_only=False))
         phones[todo] = self._phones(raw, countries, todo)
+        self.partly[PHONE_IGNORED] += sum(
+            1
+            for given, got in zip(raw[todo].tolist(), phones[todo].tolist())
+            if got is None and _present(given)
+        )
         return text_array(phones)
 
 
@@ -728,7 +749,7 @@ def prepare_cohort(
     member_columns = run.finish()
     key_array = member_columns["key"]
     extras = [run.layout.extras[c] for c in run.keep]
-    by_reason, unknown_regions = run.by_reason, run.phones.unknown_regions
+    by_reason, unknown_regions, partly_used = run.by_reason, run.phones.unknown_regions, run.partly
     rejects = (
         pd.concat(run.reject_parts, ignore_index=True).sort_values("row", kind="stable", ignore_index=True)
         if run.reject_parts
@@ -752,6 +773,9 @@ def prepare_cohort(
     }
     if unknown_regions:
         stats["unknown_country_rows"] = unknown_regions
+    partly = {reason: n for reason, n in partly_used.items() if n}
+    if partly:
+        stats["partly_used"] = partly
     _log.debug(
         "cohort prepared from %s: %s rows read, %s members, %s rejected (%s duplicates)",
         stats["source"],

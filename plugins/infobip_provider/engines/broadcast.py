@@ -1058,7 +1058,7 @@ class BroadcastOperator(CohortOperator):
         if blank_to_none(as_literal(getattr(self, "delivery_time_window", None), "delivery_time_window")):
             raise AirflowFailException(
                 "Give quiet_hours (in each member's local time) or delivery_time_window (one window in UTC "
-                "for everyone), not both"
+                "for everyone; the DAG's form calls it delivery_window), not both"
             )
         at = max(now, self._send_time() or now)
         resolver = ZoneResolver(as_text(self.default_timezone) or "UTC", at)
