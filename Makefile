@@ -39,9 +39,10 @@ test: lint chromium
 demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
-## make ui: Airflow's UI on http://127.0.0.1:8080 with this provider and the sandbox, until Ctrl-C.
+## make ui: Airflow's UI on http://127.0.0.1:8080 (loopback only) with this provider and the sandbox,
+## until Ctrl-C, SIGTERM or SIGHUP (every child stopped). scripts/airflow.sh: its CLI, same config.
 ui: $(STAMP)
-	$(BIN)/python scripts/ui.py
+	exec $(BIN)/python scripts/ui.py
 
 clean:
 	rm -rf $(VENV) .demo
