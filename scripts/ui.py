@@ -178,8 +178,9 @@ def stop_all(procs: list[subprocess.Popen[bytes]], grace: float = STOP_GRACE) ->
 
 
 def handle_stop_signals() -> None:
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    if signal.getsignal(signal.SIGHUP) is not signal.SIG_IGN:  # under nohup, a hang-up stays ignored
+        signal.signal(signal.SIGHUP, _stop)
 
 
 def main() -> None:
@@ -227,18 +228,23 @@ Ctrl-C stops everything.""",
         while all(p.poll() is None for p in procs.values()):
             time.sleep(1)
         stopped = ", ".join(n for n, p in procs.items() if p.poll() is not None)
-        print(f"ui: {stopped} stopped; see {logs}", file=sys.stderr)
+        with contextlib.suppress(OSError):
+            print(f"ui: {stopped} stopped; see {logs}", file=sys.stderr)
     except (KeyboardInterrupt, Stop):
         pass
     finally:
         # Ctrl-C or a second signal must not interrupt the cleanup.
         for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             signal.signal(signum, signal.SIG_IGN)
-        if procs:
-            print("ui: stopping ...", file=sys.stderr, flush=True)
-        stop_all(list(procs.values()))
-        for fh in files:
-            fh.close()
+        try:
+            if procs:
+                # After a hang-up the terminal is gone: writing to it fails, stopping must not.
+                with contextlib.suppress(OSError, ValueError):
+                    print("ui: stopping ...", file=sys.stderr, flush=True)
+        finally:
+            stop_all(list(procs.values()))
+            for fh in files:
+                fh.close()
 
 
 def airflow_cli(args: list[str]) -> int:

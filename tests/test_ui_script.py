@@ -140,8 +140,12 @@ def test_airflow_sh_tasks_test_works_on_a_fresh_state_folder(tmp_path):
     env = ui_env(tmp_path / "ui", free_port(), sandbox_port)
     (tmp_path / "ui" / "user-home").mkdir(parents=True)
     args = ["tasks", "test", "infobip_cohort_to_list", "sync_list", "2026-01-01"]
+    # The wrapper sets up .venv when it is missing; under another virtualenv, its Python part alone.
+    wrapper = [str(ROOT / "scripts" / "airflow.sh")]
+    if not (ROOT / ".venv" / ".installed").exists():
+        wrapper = [sys.executable, str(UI), "airflow"]
     result = subprocess.run(
-        [str(ROOT / "scripts" / "airflow.sh"), *args],
+        [*wrapper, *args],
         env=env,
         cwd=tmp_path,
         capture_output=True,

@@ -5,9 +5,9 @@ One Airflow per test session, started here on loopback and stopped at the end:
 - the Infobip sandbox (cooldown scale 0.01, an API key of this run's own);
 - ``airflow db migrate`` on SQLite in a fresh ``AIRFLOW_HOME`` under pytest's tmp dir;
 - ``airflow api-server``, ``airflow scheduler`` and ``airflow dag-processor`` with the simple auth
-  manager (everyone is admin, no login page), this repository's ``dags/`` and ``plugins/``, the
-  embedded SQLite warehouse as ``warehouse_default``, and cron schedules off (only the runs the tests
-  trigger run).
+  manager (everyone is admin, no login page), this repository's ``dags/`` and ``plugins/``, a writable
+  copy of the embedded SQLite warehouse (built under the tmp dir) as ``warehouse_default``, as
+  ``make ui`` has, and cron schedules off (only the runs the tests trigger run).
 
 The ``infobip_default`` connection is *not* configured here: the first test creates it through the UI
 (``infobip_connection`` creates it through the REST API only when that test did not run or failed).
@@ -177,9 +177,9 @@ def airflow_env(home: Path, port: int, warehouse: Path) -> dict[str, str]:
         AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES="1",
         AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL="5",
         AIRFLOW__LOGGING__LOGGING_LEVEL="INFO",
-        AIRFLOW_CONN_WAREHOUSE_DEFAULT=json.dumps(
-            {"conn_type": "sqlite", "host": str(warehouse), "extra": {"mode": "ro"}}
-        ),
+        # Writable, as with `make ui` (a copy of the sample built for this session): the reports DAG
+        # writes its outcomes tables there, diff_in_warehouse its snapshot tables.
+        AIRFLOW_CONN_WAREHOUSE_DEFAULT=json.dumps({"conn_type": "sqlite", "host": str(warehouse)}),
     )
     return env
 
