@@ -47,6 +47,16 @@ def postgres_dsn() -> str:
     return "postgresql://postgres@127.0.0.1:5432/test"
 
 
+#: The Airflow connection (as ``AIRFLOW_CONN_*`` JSON holds it) of the database ``postgres_dsn`` names.
+POSTGRES_CONN = {
+    "conn_type": "postgres",
+    "host": "127.0.0.1",
+    "port": 5432,
+    "login": "postgres",
+    "schema": "test",
+}
+
+
 @pytest.fixture
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)

@@ -29,6 +29,7 @@ from infobip_provider.operators.lists import (
     plan_list,
     plan_pushed,
 )
+from tests.conftest import POSTGRES_CONN
 
 CONN = "pd_warehouse"
 
@@ -79,13 +80,7 @@ def warehouse(request, tmp_path, monkeypatch):
         import psycopg2
 
         dsn = request.getfixturevalue("postgres_dsn")
-        conn = {
-            "conn_type": "postgres",
-            "host": "127.0.0.1",
-            "port": 5432,
-            "login": "postgres",
-            "schema": "test",
-        }
+        conn = dict(POSTGRES_CONN)
         wh = Warehouse("postgres", lambda: _closing(psycopg2.connect(dsn)), conn)
     monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", json.dumps(conn))
     yield wh

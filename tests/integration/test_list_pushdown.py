@@ -12,6 +12,7 @@ import pytest
 from airflow.sdk.exceptions import AirflowFailException
 
 from infobip_provider.operators.lists import CohortToListOperator
+from tests.conftest import POSTGRES_CONN
 from tests.integration.conftest import list_members, run_operator
 
 pytestmark = pytest.mark.sandbox
@@ -35,13 +36,7 @@ def warehouse(request, tmp_path, monkeypatch):
         import psycopg2
 
         dsn = request.getfixturevalue("postgres_dsn")
-        conn = {
-            "conn_type": "postgres",
-            "host": "127.0.0.1",
-            "port": 5432,
-            "login": "postgres",
-            "schema": "test",
-        }
+        conn = dict(POSTGRES_CONN)
 
         def connect() -> Any:
             return psycopg2.connect(dsn)

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from infobip_provider.sandbox.testing import SandboxProcess
-from tests.conftest import require_service
+from tests.conftest import POSTGRES_CONN, require_service
 
 SCALE = 0.01
 
@@ -55,13 +55,7 @@ def _sqlite(tmp_path) -> dict[str, Any]:
 
 def _postgres() -> dict[str, Any]:
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    return {
-        "conn_type": "postgres",
-        "host": "127.0.0.1",
-        "port": 5432,
-        "login": "postgres",
-        "schema": "test",
-    }
+    return dict(POSTGRES_CONN)
 
 
 @pytest.fixture(params=[pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")])
