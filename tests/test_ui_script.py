@@ -76,6 +76,12 @@ def test_warehouse_default_is_a_writable_copy_and_the_sample_stays(monkeypatch, 
     assert (SAMPLE.stat().st_mtime_ns, SAMPLE.stat().st_size) == before
 
 
+def _default_hangup() -> None:
+    """In the child before exec: SIGHUP back to its default (``nohup`` hands down "ignored", and
+    ui.py keeps a hang-up ignored when it was, as nohup asks)."""
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
@@ -91,6 +97,8 @@ def test_make_ui_listens_on_loopback_and_stops_every_child_on_a_signal(tmp_path,
             stdout=fh,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            # a hang-up as a terminal sends it: not ignored, even when this test runs under nohup
+            preexec_fn=_default_hangup,
         )
     try:
         deadline = time.monotonic() + 150
