@@ -7,6 +7,7 @@ Each test runs the script with its own state folder and free ports (``INFOBIP_UI
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -122,7 +123,12 @@ def test_make_ui_listens_on_loopback_and_stops_every_child_on_a_signal(tmp_path,
         code = script.wait(40)
         took = time.monotonic() - sent
     finally:
-        if script.poll() is None:
+        if (
+            script.poll() is None
+        ):  # a failed check: nothing may outlive the test (each child has its own group)
+            for child in psutil.Process(script.pid).children(recursive=True):
+                with contextlib.suppress(psutil.Error):
+                    child.kill()
             os.killpg(script.pid, signal.SIGKILL)
     survivors = [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
     for child in survivors:
