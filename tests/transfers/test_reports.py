@@ -23,7 +23,7 @@ from tests.transfers.conftest import SCALE, records
 
 pytestmark = pytest.mark.sandbox
 ROOT = Path(__file__).resolve().parents[2]
-DELAY = 0.4  # seconds an SMS stays PENDING in this module's sandbox
+DELAY = 1.5  # seconds a message stays PENDING in this module's sandbox: longer than sending 1,300 emails and 70 SMS takes on a slow run
 
 #: number prefix -> (sandbox outcome, expected bounce class); other numbers are delivered.
 OUTCOMES = {
