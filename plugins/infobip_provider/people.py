@@ -841,9 +841,8 @@ def _as_snapshot_table(table: pa.Table | None) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _apply_changes(table: pa.Table, changes: Mapping[str, Confirmed | list[Any] | None]) -> pa.Table:
-    """``table`` without the rows of the changed keys, then the changed people that remain, appended
-    (each a :class:`Confirmed` or its ``[key_type, fields_hash, tagged, phone, uncertain]``)."""
+def _apply_changes(table: pa.Table, changes: Mapping[str, Confirmed | None]) -> pa.Table:
+    """``table`` without the rows of the changed keys, then the changed people that remain, appended."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -852,25 +851,16 @@ def _apply_changes(table: pa.Table, changes: Mapping[str, Confirmed | list[Any] 
     kept = table.filter(
         pc.invert(pc.is_in(table.column("key"), value_set=pa.array(list(changes), pa.string())))
     )
-    keys, rows = [], []
-    for key, row in changes.items():
-        if row is not None:
-            keys.append(key)
-            rows.append(row if isinstance(row, list) else _row(row))
-    columns = list(zip(*rows)) if rows else [()] * 5
-    added = pa.Table.from_arrays(
-        [
-            pa.array(keys, pa.string()),
-            *(pa.array(c, t) for c, t in zip(columns, snapshot_schema().types[1:])),
-        ],
-        schema=snapshot_schema(),
-    )
-    return pa.concat_tables([kept, added]).combine_chunks()
-
-
-def _row(confirmed: Confirmed) -> list[Any]:
-    c = confirmed
-    return [c.key_type, c.fields_hash, bool(c.tagged), c.phone, bool(c.uncertain)]
+    added = {k: c for k, c in changes.items() if c is not None}
+    columns = {
+        "key": list(added),
+        "key_type": [c.key_type for c in added.values()],
+        "fields_hash": [c.fields_hash for c in added.values()],
+        "tagged": [bool(c.tagged) for c in added.values()],
+        "phone": [c.phone for c in added.values()],
+        "uncertain": [bool(c.uncertain) for c in added.values()],
+    }
+    return pa.concat_tables([kept, pa.table(columns, schema=snapshot_schema())]).combine_chunks()
 
 
 def snapshot_from_frame(frame: pd.DataFrame) -> Snapshot:
